@@ -1,0 +1,74 @@
+"""The ``video-eleatt`` command: one entry point, one subcommand per step of the pipeline.
+
+Subcommands are looked up in a literal table and imported only when run, so
+``video-eleatt --help`` is fast and a broken optional step cannot break the others.
+Each target is a function ``main(argv: list[str]) -> int | None``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> ("module:function", one-line help). The training verbs receive their own name
+# as argv[0] because LightningCLI parses the subcommand itself.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("video_eleatt.demo.cli:main", "the main job: demo data, extraction, comparison"),
+    "make-demo-data": ("video_eleatt.demo.cli:generate_main", "write the demo video dataset"),
+    "toy": ("video_eleatt.models.toy:main", "baseline vs EleAtt GRU on a generated sequence task"),
+    "datasets": ("video_eleatt.datasets.cli:datasets_main", "list the supported dataset formats"),
+    "describe": ("video_eleatt.datasets.cli:describe_main", "counts per split and class"),
+    "check": ("video_eleatt.video.check:main", "preflight: find videos that cannot be decoded"),
+    "extract": ("video_eleatt.features.cli:extract_main", "extract per-frame CNN features"),
+    "verify": ("video_eleatt.features.cli:verify_main", "check a cache against its manifest"),
+    "pack": ("video_eleatt.features.cli:pack_main", "build the read-optimised form of a cache"),
+    "import-features": (
+        "video_eleatt.features.cli:import_main",
+        "turn a folder of per-video .npy features into a cache",
+    ),
+    "fit": ("video_eleatt.training.cli:main", "train (LightningCLI)"),
+    "validate": ("video_eleatt.training.cli:main", "evaluate on the validation split"),
+    "test": ("video_eleatt.training.cli:main", "evaluate on the test split"),
+    "predict": (
+        "video_eleatt.training.cli:main",
+        "class scores for cached features, or for raw videos with --checkpoint",
+    ),
+    "compare": ("video_eleatt.compare.cli:main", "baseline vs EleAtt over seeds, with a report"),
+    "attention": ("video_eleatt.compare.cli:attention_main", "attention maps of a trained model"),
+}
+
+TRAINING_VERBS = ("fit", "validate", "test", "predict")
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: video-eleatt <command> [options]   (video-eleatt <command> --help)", ""]
+    lines += [f"  {name:<{width}}  {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        from video_eleatt import __version__
+
+        print(__version__)
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        print(
+            f"video-eleatt: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
+        return 2
+    target, _ = COMMANDS[name]
+    module_name, function_name = target.split(":")
+    module = importlib.import_module(module_name)
+    function = getattr(module, function_name)
+    args = argv if name in TRAINING_VERBS else argv[1:]
+    result = function(args)
+    return int(result or 0)

@@ -18,5 +18,7 @@ if [ ! -x .venv/bin/uv ]; then
     .venv/bin/python -m pip install --isolated --quiet --disable-pip-version-check uv
 fi
 echo "[setup] installing video_eleatt and its dependencies (first run downloads torch, ~5 GB)"
-.venv/bin/uv pip install --quiet --python .venv/bin/python -e ".[dev]"
+# --compile-bytecode: the environment may set PYTHONDONTWRITEBYTECODE, and without .pyc files
+# every process recompiles torch (about 20 s per test run).
+.venv/bin/uv pip install --quiet --compile-bytecode --python .venv/bin/python -e ".[dev]"
 .venv/bin/python -m video_eleatt.envcheck

@@ -1,0 +1,163 @@
+"""Sequence classifier: recurrent stack -> dropout -> linear head, pooled over time.
+
+Pooling (the paper does not state it; the VA-LSTM network it follows averages per-step class
+scores over the valid steps):
+
+- ``"mean"``: the mean over each sequence's valid steps of the per-step class scores (logits).
+  The head is affine, so this equals the head applied to the mean hidden state, which is how it
+  is computed (one (B, N) product instead of (B, T, N)).
+- ``"last"``: the class scores of each sequence's last valid step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from video_eleatt.models.eleatt import check_gate_activation, check_sequence_input, resolve_lengths
+from video_eleatt.models.stack import RecurrentStack, check_cell
+
+POOLINGS = ("mean", "last")
+
+
+@dataclass
+class ClassifierConfig:
+    """What a :class:`SequenceClassifier` is made of.
+
+    Attributes:
+        input_size: D, the per-step feature size.
+        num_classes: C, the number of classes.
+        cell: recurrent type, "gru", "lstm" or "rnn" (the paper's sRNN).
+        hidden_size: N, neurons per layer (the same for every layer).
+        num_eleatt_layers: m, layers with the attention gate; they come first.
+        num_plain_layers: n, plain torch layers after them (the baseline is m = 0, n = k).
+        gate_activation: "sigmoid" (the paper's) or "softmax".
+        dropout: between layers and before the head (the paper uses 0.5).
+        pooling: "mean" of per-step class scores over valid steps, or "last" valid step.
+    """
+
+    input_size: int
+    num_classes: int
+    cell: Literal["gru", "lstm", "rnn"] = "gru"
+    hidden_size: int = 512
+    num_eleatt_layers: int = 1
+    num_plain_layers: int = 0
+    gate_activation: Literal["sigmoid", "softmax"] = "sigmoid"
+    dropout: float = 0.5
+    pooling: Literal["mean", "last"] = "mean"
+
+    def __post_init__(self) -> None:
+        check_cell(self.cell)
+        check_gate_activation(self.gate_activation)
+        if self.pooling not in POOLINGS:
+            raise ValueError(
+                f"unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}"
+            )
+        for name in ("input_size", "num_classes", "hidden_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+
+
+class SequenceClassifier(nn.Module):
+    """Class scores for a batch of feature sequences.
+
+    >>> config = ClassifierConfig(input_size=32, num_classes=5, hidden_size=16, dropout=0.0)
+    >>> model = SequenceClassifier(config)
+    >>> features = torch.randn(4, 10, 32)                # (B, T, D)
+    >>> logits, attentions = model(features, lengths=torch.tensor([10, 7, 3, 10]),
+    ...                            return_attention=True)
+    >>> logits.shape, [tuple(a.shape) for a in attentions]
+    (torch.Size([4, 5]), [(4, 10, 32)])
+    >>> model.parameter_counts()
+    {'eleatt_gru1': 3968, 'head': 85, 'total': 4053}
+    """
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.stack = RecurrentStack(
+            config.cell,
+            config.input_size,
+            config.hidden_size,
+            num_eleatt_layers=config.num_eleatt_layers,
+            num_plain_layers=config.num_plain_layers,
+            gate_activation=config.gate_activation,
+            dropout=config.dropout,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, config.num_classes)
+        self.num_features = config.hidden_size
+
+    def forward_features(
+        self,
+        features: Tensor,
+        lengths: Tensor | Sequence[int] | None = None,
+        return_attention: bool = False,
+    ) -> tuple[Tensor, Tensor | None, list[Tensor]]:
+        """The stack's last-layer output (B, T, N) (zero at padded steps), validated lengths
+        (None when all sequences are full) and the per-EleAtt-layer attentions."""
+        check_sequence_input(
+            features, self.config.input_size, self.head.weight, "SequenceClassifier"
+        )
+        lengths = resolve_lengths(features, lengths, owner="SequenceClassifier")
+        hidden, _, attentions = self.stack(
+            features, lengths=lengths, return_attention=return_attention
+        )
+        return hidden, lengths, attentions
+
+    def forward_head(self, hidden: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Pool the stack's output over time and apply dropout and the head -> logits (B, C)."""
+        if self.config.pooling == "last":
+            if lengths is None:
+                pooled = hidden[:, -1]
+            else:
+                pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), lengths - 1]
+        elif lengths is None:
+            pooled = hidden.mean(dim=1)
+        else:
+            # Padded steps are zero, so the sum over all steps is the sum over valid ones.
+            pooled = hidden.sum(dim=1) / lengths.unsqueeze(1).to(hidden.dtype)  # (B, N)
+        return self.head(self.dropout(pooled))  # (B, C)
+
+    def step_scores(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Per-step class scores (B, T, C), zero at padded steps (for analysis, not training)."""
+        hidden, lengths, _ = self.forward_features(features, lengths)
+        scores = self.head(self.dropout(hidden))  # (B, T, C)
+        if lengths is not None:
+            valid = torch.arange(scores.shape[1], device=scores.device) < lengths.unsqueeze(1)
+            scores = torch.where(valid.unsqueeze(2), scores, 0.0)
+        return scores
+
+    def forward(
+        self,
+        features: Tensor,
+        lengths: Tensor | Sequence[int] | None = None,
+        return_attention: bool = False,
+    ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """Classify a batch.
+
+        Args:
+            features: (B, T, D) per-step features, batch first.
+            lengths: (B,) valid lengths in [1, T]; None means all T steps.
+            return_attention: also return each EleAtt layer's gate values.
+
+        Returns:
+            logits (B, C); with ``return_attention``, (logits, attentions) where attentions
+            holds one (B, T, D_l) tensor per EleAtt layer (zero at padded steps).
+        """
+        hidden, lengths, attentions = self.forward_features(features, lengths, return_attention)
+        logits = self.forward_head(hidden, lengths)
+        if return_attention:
+            return logits, attentions
+        return logits
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per layer (named as :meth:`RecurrentStack.layer_names`), head and total."""
+        counts = self.stack.parameter_counts()
+        counts["head"] = sum(p.numel() for p in self.head.parameters())
+        counts["total"] = sum(p.numel() for p in self.parameters())
+        return counts

@@ -1,0 +1,240 @@
+"""decord behind a small interface: one reader per video, frames in sorted chunks.
+
+Rules this module keeps (decord misbehaves otherwise):
+
+- torch is imported before decord, and decord only inside :class:`VideoReader` (never at
+  module import), so importing this module has no side effects; decord's bridge is left at
+  its default and frames are converted with ``torch.from_numpy(x.asnumpy())``.
+- One :class:`VideoReader` per video, created in the process that decodes it (decord readers
+  must not cross a fork).
+- Frames are fetched with ``get_batch`` in sorted chunks of at most ``chunk_size`` frames,
+  never the whole video at once, so memory is bounded by the chunk, not the video.
+- Requested indices are clamped to the decodable range ``[0, num_frames - 1]`` (see
+  :meth:`VideoReader.iter_frames`).
+
+decord can hang forever (holding the GIL) on a file whose header over-reports its frames; this
+module cannot stop that from inside the process. :class:`video_eleatt.video.pool.DecodePool`
+runs readers in worker processes and kills a worker that overruns its per-video timeout.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from video_eleatt.video.sampling import usable_timestamps
+
+# "[10:31:19] /github/workspace/src/video/video_reader.cc:151: " before every decord message
+_DECORD_PREFIX = re.compile(r"^(\[[0-9:]+\] )?\S+\.(cc|h):\d+: ")
+
+
+class VideoDecodeError(RuntimeError):
+    """A video could not be opened or decoded; the message names the file and the request."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container says about a video, as decoded.
+
+    Attributes:
+        path: the file, as given to :class:`VideoReader`.
+        num_frames: number of frames decord indexes (the decodable range is
+            ``[0, num_frames - 1]``).
+        fps: average frame rate, frames per second.
+        duration: seconds from the first frame's start to the last frame's end.
+        width: width of the frames returned (after in-decoder resizing), pixels.
+        height: height of the frames returned, pixels.
+    """
+
+    path: str
+    num_frames: int
+    fps: float
+    duration: float
+    width: int
+    height: int
+
+
+class VideoReader:
+    """Reads frames of one video file with decord, in sorted chunks.
+
+    Create it in the process that decodes (one reader per video); it is not picklable.
+
+    Args:
+        path: the video file.
+        width: decode width in pixels (decord resizes inside the decoder); -1 keeps the source
+            width, or scales with ``height`` when only that is given.
+        height: decode height in pixels; -1 as for ``width``.
+        num_threads: decoder threads (0 = decord's automatic choice; 1 suits many workers).
+
+    Raises:
+        VideoDecodeError: the file is missing, not a video, has no video stream or no
+            decodable first frame.
+
+    >>> reader = VideoReader("video.mp4")  # doctest: +SKIP
+    >>> for frame_indices, frames in reader.iter_frames([0, 10, 20], chunk_size=2):
+    ...     print(frame_indices.tolist(), frames.shape)  # doctest: +SKIP
+    [0, 10] torch.Size([2, 48, 64, 3])
+    [20] torch.Size([1, 48, 64, 3])
+    """
+
+    def __init__(
+        self, path: str | Path, width: int = -1, height: int = -1, num_threads: int = 1
+    ) -> None:
+        self.path = str(path)
+        if not os.path.exists(self.path):
+            raise VideoDecodeError(f"cannot open {self.path}: no such file")
+        if os.path.isdir(self.path):
+            raise VideoDecodeError(f"cannot open {self.path}: it is a directory, not a video")
+        if os.path.getsize(self.path) == 0:
+            raise VideoDecodeError(f"cannot open {self.path}: the file is empty (0 bytes)")
+        import decord  # after torch (imported above), and only where decoding happens
+
+        try:
+            self._reader = decord.VideoReader(
+                self.path, width=width, height=height, num_threads=num_threads
+            )
+        except (RuntimeError, AssertionError, decord.DECORDError) as err:
+            raise VideoDecodeError(
+                f"cannot open {self.path} as a video (not a video, truncated, or no video "
+                f"stream): {_first_line(err)}"
+            ) from err
+        self._num_frames = len(self._reader)
+        if self._num_frames < 1:
+            raise VideoDecodeError(f"{self.path} has no frames (decord reports {self._num_frames})")
+        self._timestamps = self._read_timestamps()
+        self._fps = self._read_fps()
+        first = self._get_batch(np.zeros(1, np.int64))  # (1, H, W, 3): decodability and size
+        if self._timestamps_ok:
+            starts_ends = self._raw_timestamps
+            duration = float(starts_ends[-1, 1] - starts_ends[0, 0])
+            if not (math.isfinite(duration) and duration > 0):
+                duration = self._num_frames / self._fps
+        else:
+            duration = self._num_frames / self._fps
+        self.info = VideoInfo(
+            path=self.path,
+            num_frames=self._num_frames,
+            fps=self._fps,
+            duration=duration,
+            width=int(first.shape[2]),
+            height=int(first.shape[1]),
+        )
+
+    # ----------------------------------------------------------------------------- metadata
+    def _read_timestamps(self) -> np.ndarray:
+        try:
+            raw = np.asarray(
+                self._reader.get_frame_timestamp(np.arange(self._num_frames)), dtype=np.float64
+            )  # (num_frames, 2): start and end seconds
+        except Exception:  # decord raises several types here; any failure means "no timestamps"
+            raw = np.zeros((0, 2))
+        self._raw_timestamps = raw
+        starts = raw[:, 0] if raw.ndim == 2 and raw.shape[0] == self._num_frames else raw
+        self._timestamps_ok = usable_timestamps(starts, self._num_frames)
+        return starts if self._timestamps_ok else np.empty(0)
+
+    def _read_fps(self) -> float:
+        try:
+            fps = float(self._reader.get_avg_fps())
+        except Exception:
+            fps = float("nan")
+        if math.isfinite(fps) and 0 < fps < 10_000:
+            return fps
+        if self._timestamps_ok and self._num_frames > 1:
+            span = self._timestamps[-1] - self._timestamps[0]
+            return (self._num_frames - 1) / span
+        raise VideoDecodeError(
+            f"{self.path}: no usable frame rate (decord reports {fps}) and no usable frame "
+            f"timestamps ({self._num_frames} frames); re-mux the file with a frame rate"
+        )
+
+    @property
+    def timestamps_from_container(self) -> bool:
+        """True when :meth:`frame_timestamps` come from the container, False when estimated."""
+        return self._timestamps_ok
+
+    def frame_timestamps(self) -> np.ndarray:
+        """Start time of every frame in seconds, float64 (num_frames,).
+
+        From decord's ``get_frame_timestamp`` (the container's presentation times, float32
+        precision) when those are finite, non-decreasing and not all equal; otherwise
+        ``index / fps`` (see :attr:`timestamps_from_container`).
+        """
+        if self._timestamps_ok:
+            return self._timestamps.copy()
+        return np.arange(self._num_frames, dtype=np.float64) / self._fps
+
+    # -------------------------------------------------------------------------------- frames
+    def clamp(self, frame_indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Indices clamped to the decodable range ``[0, num_frames - 1]``, int64, same order."""
+        return np.clip(np.asarray(frame_indices, dtype=np.int64), 0, self._num_frames - 1)
+
+    def iter_frames(
+        self, frame_indices: Sequence[int] | np.ndarray, chunk_size: int = 32
+    ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """Decode the given frames in sorted chunks of at most ``chunk_size``.
+
+        Indices are sorted and clamped to ``[0, num_frames - 1]`` (an index past the end gives
+        the last frame, a negative one the first; nothing wraps around); duplicates are kept
+        and decoded once by decord. Each chunk is one ``get_batch`` call.
+
+        Args:
+            frame_indices: frame numbers to decode, any order.
+            chunk_size: most frames per ``get_batch`` call (and per yielded chunk).
+
+        Yields:
+            ``(chunk_indices, frames)``: int64 (n,) sorted clamped indices and uint8
+            (n, H, W, 3) RGB frames, n <= chunk_size.
+
+        Raises:
+            VideoDecodeError: decord failed; the message names the path, frame count, fps and
+                the indices asked for.
+        """
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        indices = np.sort(self.clamp(frame_indices))
+        for start in range(0, len(indices), chunk_size):
+            chunk_indices = indices[start : start + chunk_size]
+            yield chunk_indices, self._get_batch(chunk_indices)
+
+    def _get_batch(self, chunk_indices: np.ndarray) -> torch.Tensor:
+        try:
+            batch = self._reader.get_batch(chunk_indices.tolist())
+            return torch.from_numpy(batch.asnumpy())  # (n, H, W, 3) uint8
+        except Exception as err:  # decord raises DECORDError, RuntimeError, IndexError, ...
+            fps = getattr(self, "_fps", float("nan"))
+            hint = ""
+            if "DECORDArrayCopyFromTo" in str(err):
+                hint = (
+                    " (decord 0.6.0 fails on some small frame widths, e.g. 16, 24, 48, 72 "
+                    "pixels; decode at another width)"
+                )
+            raise VideoDecodeError(
+                f"cannot decode {self.path} ({self._num_frames} frames at {fps:.3f} fps): "
+                f"frames {_short(chunk_indices)} failed: {_first_line(err)}{hint}"
+            ) from err
+
+    def __repr__(self) -> str:
+        return f"VideoReader({self.path!r}, num_frames={self._num_frames}, fps={self._fps:.3f})"
+
+
+def _first_line(err: BaseException) -> str:
+    """The useful line of a decord error: without its timestamp, source location and stack."""
+    text = str(err).strip() or type(err).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = _DECORD_PREFIX.sub("", lines[0] if lines else text)
+    return f"{type(err).__name__}: {line}"[:400]
+
+
+def _short(indices: np.ndarray) -> str:
+    values = indices.tolist()
+    if len(values) <= 8:
+        return str(values)
+    return f"[{', '.join(map(str, values[:4]))}, ..., {', '.join(map(str, values[-2:]))}]"

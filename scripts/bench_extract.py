@@ -1,0 +1,290 @@
+"""Extraction throughput and memory, side by side on the same generated videos.
+
+Measures, for one backbone (default resnet18 at 224, random init, no download):
+
+1. decode + preprocess only: the DecodePool workers (decord, sampling, resize + crop in uint8)
+   with nothing downstream;
+2. backbone only: the same frames preloaded and preprocessed, batches through the backbone
+   (normalise, channels_last, inference_mode) as extraction runs it;
+3. end to end: ``run_extraction`` into a temporary cache (decode workers overlapped with the
+   backbone, full batches, atomic writes);
+4. peak memory (PSS of the main process plus all its descendants, sampled every 0.5 s, in
+   separate runs: reading PSS walks page tables and would slow the timed runs) for a short
+   and a long video (default 10 minutes), to show whether it grows with length.
+
+Prints frames/s for each and the ratio end-to-end / backbone-only (target >= 0.9 on a 2-core
+CPU), with the machine's load average, since other jobs on a shared machine skew every figure.
+
+    python scripts/bench_extract.py                      # ~2-4 minutes on 2 idle cores
+    python scripts/bench_extract.py --num_videos 2 --frames_per_video 64 --long_minutes 2
+
+The videos are written with tests/video_factory.py (h264, the given size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------- memory
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid for every process we can read."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    table[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return table
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size in bytes: pages shared by n processes count 1/n each, so the
+    sum over the workers forked from one server does not count torch's pages n times."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def tree_pss(root_pid: int) -> int:
+    """Memory (PSS, bytes) of ``root_pid`` and all its descendants (workers, fork server)."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in _parents().items():
+        children.setdefault(ppid, []).append(pid)
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += _pss(pid)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+class PeakMemory:
+    """Samples ``tree_pss`` of this process in a thread; ``peak`` is the maximum seen."""
+
+    def __init__(self, interval_s: float = 0.1):
+        self.interval_s = interval_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_pss(os.getpid()))
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, tree_pss(os.getpid()))
+
+
+# ---------------------------------------------------------------------------- measurements
+
+
+def decode_only(paths, sampling, transform, num_workers, chunk_size) -> tuple[int, float]:
+    from video_eleatt.video.pool import DecodePool, DecodeTask, FrameChunk, VideoFailed
+
+    frames = 0
+    started = time.perf_counter()
+    with DecodePool(num_workers, 600.0, transform=transform, chunk_size=chunk_size) as pool:
+        for event in pool.imap(DecodeTask(str(p), str(p), sampling) for p in paths):
+            if isinstance(event, FrameChunk):
+                frames += len(event.frames)
+            elif isinstance(event, VideoFailed):
+                raise RuntimeError(event.reason)
+    return frames, time.perf_counter() - started
+
+
+def backbone_only(paths, sampling, transform, runner, batch_size) -> tuple[int, float]:
+    import torch
+
+    from video_eleatt.video.decode import VideoReader
+    from video_eleatt.video.sampling import sample_frame_indices
+
+    chunks = []
+    for path in paths:
+        reader = VideoReader(path)
+        indices = sample_frame_indices(
+            reader.info.num_frames, reader.info.fps, sampling, reader.frame_timestamps()
+        )
+        chunks += [transform(frames) for _, frames in reader.iter_frames(indices)]
+    images = torch.cat(chunks)  # (N, 3, h, w) uint8, preloaded
+    usable = len(images) // batch_size * batch_size
+    runner(images[:batch_size])  # warm-up (oneDNN primitive creation)
+    started = time.perf_counter()
+    for start in range(0, usable, batch_size):
+        runner(images[start : start + batch_size])
+    return usable, time.perf_counter() - started
+
+
+def end_to_end(config, output_root) -> tuple[int, float]:
+    from video_eleatt.features.extract import run_extraction
+
+    config.output_root = str(output_root)
+    summary = run_extraction(config)
+    if summary.failed:
+        raise RuntimeError(f"extraction failed: {summary.failures}")
+    return summary.frames, summary.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backbone", default="resnet18", help="timm model name")
+    parser.add_argument("--num_videos", type=int, default=4)
+    parser.add_argument("--frames_per_video", type=int, default=150)
+    parser.add_argument("--size", type=int, nargs=2, default=(320, 240), help="width height")
+    parser.add_argument("--fps", type=float, default=25.0, help="frame rate of the videos")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--num_workers", type=int, default=2)
+    parser.add_argument("--chunk_size", type=int, default=16)
+    parser.add_argument("--precision", default="float32")
+    parser.add_argument("--long_minutes", type=float, default=10.0)
+    parser.add_argument(
+        "--long_sample_fps",
+        type=float,
+        default=1.0,
+        help="sampling rate for the short/long memory runs",
+    )
+    parser.add_argument("--repeats", type=int, default=2, help="best of N for the two rates")
+    parser.add_argument("--skip_memory", action="store_true")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(REPO / "tests"))
+    import torch
+    from video_factory import write_index_video
+
+    from video_eleatt.features.backbones import BackboneConfig, build_backbone
+    from video_eleatt.features.extract import ExtractConfig, FeatureRunner, warm_decode_workers
+    from video_eleatt.features.preprocess import FramePreprocess
+    from video_eleatt.video.sampling import SamplingConfig
+
+    load_before = os.getloadavg()
+    print(
+        f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}"
+    )
+    print(
+        f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}"
+        "  (other jobs on this machine lower every figure below)"
+    )
+    warm_decode_workers()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        width, height = args.size
+        paths = [
+            write_index_video(
+                tmp_path / "videos" / f"v{i}.mp4",
+                args.frames_per_video,
+                fps=args.fps,
+                size=(width, height),
+                lossless=False,
+                seed=i,
+            )
+            for i in range(args.num_videos)
+        ]
+        print(
+            f"videos: {args.num_videos} x {args.frames_per_video} frames, {width}x{height}, "
+            f"{args.fps:g} fps, h264; every frame"
+        )
+        backbone_config = BackboneConfig(args.backbone, "timm", weights="random")
+        backbone = build_backbone(backbone_config)
+        sampling = SamplingConfig(mode="all")
+        transform = FramePreprocess(backbone.preprocess, output="uint8")
+        runner = FeatureRunner(backbone, torch.device("cpu"), args.precision)
+        print(
+            f"backbone: {args.backbone} (random init), input {backbone.preprocess.crop_size}, "
+            f"batch {args.batch_size}, {args.precision}, channels_last, inference_mode"
+        )
+
+        frames, seconds = decode_only(paths, sampling, transform, args.num_workers, args.chunk_size)
+        decode_fps = frames / seconds
+        print(f"decode + preprocess ({args.num_workers} workers):  {decode_fps:8.1f} frames/s")
+        config = ExtractConfig(
+            videos=str(tmp_path / "videos"),
+            backbone=backbone_config,
+            sampling=sampling,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            chunk_size=args.chunk_size,
+            precision=args.precision,
+            device="cpu",
+            progress=False,
+        )
+        # alternate the two, best of `repeats` each: other jobs on a shared machine come and go
+        backbone_runs, e2e_runs = [], []
+        for repeat in range(args.repeats):
+            frames, seconds = backbone_only(paths, sampling, transform, runner, args.batch_size)
+            backbone_runs.append(frames / seconds)
+            frames, seconds = end_to_end(config, tmp_path / f"cache_e2e{repeat}")
+            e2e_runs.append(frames / seconds)
+        backbone_fps, e2e_fps = max(backbone_runs), max(e2e_runs)
+        runs = ", ".join(f"{x:.1f}" for x in backbone_runs)
+        print(f"backbone only (preloaded frames):    {backbone_fps:8.1f} frames/s  (runs: {runs})")
+        runs = ", ".join(f"{x:.1f}" for x in e2e_runs)
+        print(f"end to end (extract):                {e2e_fps:8.1f} frames/s  (runs: {runs})")
+        ratio = e2e_fps / backbone_fps
+        verdict = "meets" if ratio >= 0.9 else "BELOW"
+        print(f"end-to-end / backbone-only = {ratio:.2f} ({verdict} the 0.9 target)")
+
+        if not args.skip_memory:
+            long_frames = round(args.long_minutes * 60 * 10)
+            short_path = write_index_video(
+                tmp_path / "short" / "short.mp4",
+                100,
+                fps=10.0,
+                size=(width, height),
+                lossless=False,
+            )
+            long_path = write_index_video(
+                tmp_path / "long" / "long.mp4",
+                long_frames,
+                fps=10.0,
+                size=(width, height),
+                lossless=False,
+            )
+            sampling = SamplingConfig(mode="fps", fps=args.long_sample_fps)
+            peaks = {}
+            for name, path in (
+                ("short (10 s)", short_path),
+                (f"long ({args.long_minutes:g} min)", long_path),
+            ):
+                config.videos = str(path.parent)
+                config.sampling = sampling
+                with PeakMemory(interval_s=0.5) as memory:
+                    frames, seconds = end_to_end(config, tmp_path / f"cache_{path.stem}")
+                peaks[name] = memory.peak
+                print(
+                    f"peak memory (PSS, parent + workers), {name} video, {frames} frames at "
+                    f"{args.long_sample_fps:g} fps: {memory.peak / 2**20:.0f} MiB"
+                )
+            short_peak, long_peak = peaks.values()
+            print(f"long / short peak memory = {long_peak / short_peak:.2f}")
+    load_after = os.getloadavg()
+    print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

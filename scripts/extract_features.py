@@ -1,0 +1,11 @@
+"""Extract per-frame CNN features: a thin wrapper around ``video-eleatt extract``.
+
+python scripts/extract_features.py --config configs/extract/ucf101_resnet50.yaml
+"""
+
+import sys
+
+from video_eleatt.features.cli import extract_main
+
+if __name__ == "__main__":
+    sys.exit(extract_main(sys.argv[1:]))

@@ -1,0 +1,258 @@
+"""Extraction end to end on generated videos whose frames encode their index: sampling and
+features stored, bad files, --strict, resume, kill -9 then rerun, 1 vs 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from video_factory import write_broken_video, write_vfr_video, write_video_folder
+
+from video_eleatt.features.backbones import BackboneConfig, build_backbone
+from video_eleatt.features.cache import FeatureCache, read_manifest
+from video_eleatt.features.cli import extract_main
+from video_eleatt.features.extract import FrameBatcher
+from video_eleatt.features.preprocess import FramePreprocess, normalize_frames
+from video_eleatt.video.decode import VideoReader
+from video_eleatt.video.sampling import SamplingConfig, sample_frame_indices
+
+GOOD = ["a/v0.mp4", "a/v1.mp4", "b/v0.mp4", "b/v2.mkv", "c/v3.mp4", "c/v4.mp4"]
+FRAMES = [12, 9, 16, 12, 7, 12]  # 8 fps
+BROKEN = {
+    "z/zero.mp4": "zero_byte",
+    "z/truncated.mp4": "truncated",
+    "z/text.mp4": "not_video",
+    "z/empty_stream.mp4": "no_frames",
+    "z/corrupt.mp4": "corrupt",
+    "z/missing.mp4": "missing",
+}
+BACKBONE = [
+    "--backbone.library",
+    "timm",
+    "--backbone.name",
+    "test_resnet",
+    "--backbone.weights",
+    "random",
+]
+
+
+def _argv(videos, output_root, *extra):
+    return [
+        "--videos", str(videos), *BACKBONE,
+        "--sampling.mode", "fps", "--sampling.fps", "4",
+        "--batch_size", "4", "--chunk_size", "4", "--num_workers", "2",
+        "--output_root", str(output_root), "--progress", "false", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    write_video_folder(root / "good", GOOD, num_frames=FRAMES, fps=8.0)
+    write_vfr_video(root / "good" / "d" / "vfr.mp4")
+    listed = [*GOOD, "d/vfr.mp4"]
+    for rel_path, kind in BROKEN.items():
+        write_broken_video(root / "good" / rel_path, kind)
+    listing = root / "good" / "list.txt"
+    lines = [f"{rel_path} {i % 3}" for i, rel_path in enumerate(listed + list(BROKEN))]
+    listing.write_text("\n".join(lines) + "\n")
+    # a folder of good videos only, for the interruption and multi-process runs
+    write_video_folder(root / "clean", GOOD, num_frames=FRAMES, fps=8.0)
+    return root
+
+
+def _cache_dir(output_root) -> Path:
+    (cache_dir,) = Path(output_root).iterdir()
+    return cache_dir
+
+
+def _snapshot(cache_dir: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(cache_dir).as_posix(): path.read_bytes()
+        for path in sorted(cache_dir.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_batcher_fills_every_batch_and_pads_the_last():
+    batcher = FrameBatcher(4)
+    batcher.add("a", 0, torch.full((3, 1), 1))
+    batcher.add("b", 0, torch.full((6, 1), 2))
+    batches = list(batcher.ready())
+    assert [places for _, places in batches] == [
+        [("a", 0, 0, 3), ("b", 0, 3, 1)],
+        [("b", 1, 0, 4)],
+    ]
+    batcher.add("c", 0, torch.full((2, 1), 3))
+    batcher.drop("c")  # a failed video's queued frames are dropped
+    ((frames, places),) = list(batcher.flush())
+    assert places == [("b", 5, 0, 1)]
+    assert frames.squeeze(1).tolist() == [2, 0, 0, 0]  # padded to the batch size
+
+
+def test_extract_list_with_bad_files(dataset, tmp_path, capsys):
+    videos = dataset / "good" / "list.txt"
+    code = extract_main(_argv(videos, tmp_path, "--strict"))
+    assert code == 1  # --strict and some videos failed
+    err = capsys.readouterr().err
+    assert "UNTRAINED" in err and "6 failed" in err and "z/zero.mp4" in err
+    cache_dir = _cache_dir(tmp_path)
+    assert cache_dir.name.startswith("list_test-resnet_")
+    cache = FeatureCache(cache_dir)
+    assert cache.ok_keys() == sorted([*GOOD, "d/vfr.mp4"])
+    failed = cache.failed()
+    assert sorted(failed) == sorted(BROKEN)
+    assert all(rel_path in reason or "." in reason for rel_path, reason in failed.items())
+    assert "empty" in failed["z/zero.mp4"] and "no such file" in failed["z/missing.mp4"]
+    assert cache.config["untrained"] is True and cache.config["class_names"] == ["0", "1", "2"]
+
+    backbone = build_backbone(BackboneConfig("test_resnet", "timm", "random"))
+    preprocess = FramePreprocess(backbone.preprocess)
+    sampling = SamplingConfig(mode="fps", fps=4.0)
+    for rel_path in cache.ok_keys():
+        entry = cache.load(rel_path)
+        reader = VideoReader(dataset / "good" / rel_path)
+        timestamps = reader.frame_timestamps()
+        expected_indices = sample_frame_indices(
+            reader.info.num_frames, reader.info.fps, sampling, timestamps
+        )
+        assert entry.frame_indices.tolist() == expected_indices.tolist(), rel_path
+        np.testing.assert_array_equal(entry.timestamps.numpy(), timestamps[expected_indices])
+        assert entry.num_frames == reader.info.num_frames and entry.fps == reader.info.fps
+        listed_label = ([*GOOD, "d/vfr.mp4"].index(rel_path)) % 3
+        assert entry.label == listed_label
+        frames = torch.cat([f for _, f in reader.iter_frames(expected_indices)])
+        with torch.inference_mode():
+            reference = backbone.model(normalize_frames(preprocess(frames), backbone.preprocess))
+        assert entry.features.shape == (len(expected_indices), backbone.feature_dim)
+        np.testing.assert_allclose(
+            entry.features.float().numpy(), reference.numpy(), rtol=2e-3, atol=2e-3
+        )
+    # VFR (starts 0, .1, .15, .4, .42, .44, .9, 1, 1.5, 1.6 s; average 10 frames / 1.7 s):
+    # 1.6 + 1.7 / 10 s at 4 fps -> times 0, .25, ..., 1.75 s -> the frame on screen at each
+    vfr = cache.load("d/vfr.mp4")
+    assert vfr.frame_indices.tolist() == [0, 2, 5, 5, 7, 7, 8, 9]
+    np.testing.assert_allclose(
+        vfr.timestamps.numpy(), [0, 0.15, 0.44, 0.44, 1, 1, 1.5, 1.6], atol=1e-6
+    )
+
+    # a rerun redoes nothing that is done (only the failed videos are retried)
+    stats = {key: os.stat(cache_dir / "features" / f"{key}.safetensors") for key in GOOD}
+    assert extract_main(_argv(videos, tmp_path)) == 0  # not strict: failures do not fail
+    assert "0 ok, 6 failed, 7 skipped" in capsys.readouterr().err
+    for key, before in stats.items():
+        after = os.stat(cache_dir / "features" / f"{key}.safetensors")
+        assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_unwritable_output_is_a_clear_error(dataset, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code = extract_main(_argv(dataset / "clean", blocker / "features", "--limit", "1"))
+    assert code == 3
+    assert f"cannot write {blocker}/features/" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_kill_resume_and_two_processes_match_one_run(dataset, tmp_path):
+    videos = dataset / "clean"
+    reference_root, killed_root, ranks_root = tmp_path / "ref", tmp_path / "kill", tmp_path / "r2"
+    assert extract_main(_argv(videos, reference_root)) == 0
+    reference = _snapshot(_cache_dir(reference_root))
+    assert len([k for k in reference if k.startswith("features/")]) == len(GOOD)
+
+    # kill -9 the whole job (main process, decode workers) as soon as one video is done
+    process = subprocess.Popen(
+        [sys.executable, "-m", "video_eleatt", "extract", *_argv(videos, killed_root)],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    deadline = time.monotonic() + 240
+    done: dict = {}
+    while time.monotonic() < deadline and process.poll() is None:
+        manifests = list(killed_root.glob("*/manifest.jsonl"))
+        if manifests and b'"ok"' in manifests[0].read_bytes():
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    cache_dir = _cache_dir(killed_root)
+    done = {k: r for k, r in read_manifest(cache_dir).items() if r["status"] == "ok"}
+    assert 0 < len(done) < len(GOOD)
+    stats = {key: os.stat(cache_dir / "features" / f"{key}.safetensors") for key in done}
+
+    assert extract_main(_argv(videos, killed_root)) == 0  # resume
+    assert _snapshot(cache_dir) == reference  # bit for bit, manifest and config included
+    for key, before in stats.items():  # finished videos were not extracted again
+        after = os.stat(cache_dir / "features" / f"{key}.safetensors")
+        assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+    argv = _argv(videos, ranks_root, "--num_processes", "2", "--num_workers", "1")
+    assert extract_main(argv) == 0
+    assert _snapshot(_cache_dir(ranks_root)) == reference
+    rows = [json.loads(line) for line in reference["manifest.jsonl"].splitlines()]
+    assert [row["rel_path"] for row in rows] == sorted(GOOD)
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "extract"
+
+
+def test_shipped_configs_parse_and_name_their_cache(capsys):
+    from video_eleatt.features.cli import parse_extract_config
+    from video_eleatt.features.extract import resolve_cache_dir
+
+    paths = sorted(CONFIGS.glob("*.yaml"))
+    assert {p.stem for p in paths} >= {
+        "ntu60_resnet50",
+        "jhmdb_resnet50",
+        "ucf101_resnet50",
+        "hmdb51_resnet50",
+        "kinetics400_resnet50",
+        "tiny_random",
+    }
+    for path in paths:
+        config = parse_extract_config(["--config", str(path)])
+        assert (config.dataset is None) != (config.videos is None), path
+    ntu = parse_extract_config(["--config", str(CONFIGS / "ntu60_resnet50.yaml")])
+    assert (ntu.backbone.library, ntu.backbone.name, ntu.backbone.weights) == (
+        "torchvision",
+        "resnet50",
+        "IMAGENET1K_V1",
+    )
+    # named without downloading the weights: identity from the config, size from the model
+    cache_dir = resolve_cache_dir(CONFIGS / "ntu60_resnet50.yaml")
+    assert cache_dir.parent == Path("features") and cache_dir.name.startswith("ntu60_resnet50_")
+    with pytest.raises(SystemExit) as info:
+        extract_main(["--config", str(CONFIGS / "tiny_random.yaml"), "--print_config"])
+    assert info.value.code == 0
+    assert "name: test_resnet" in capsys.readouterr().out
+
+
+def test_extract_from_yaml_and_open_it_by_yaml(dataset, tmp_path, monkeypatch):
+    from video_eleatt.features.cache import open_features
+
+    text = (CONFIGS / "tiny_random.yaml").read_text()
+    text = text.replace("videos: data/demo/videos", f"videos: {dataset / 'clean'}")
+    text = text.replace("output_root: features", f"output_root: {tmp_path / 'features'}")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(text)
+    assert extract_main(["--config", str(config), "--limit", "2", "--progress", "false"]) == 0
+    features = open_features(config)
+    assert features.ok_keys() == sorted(GOOD)[:2] and features.feature_dim == 96
+    # on a CUDA machine "precision: auto" names a float16 cache; the CPU-made one is found
+    from video_eleatt.features import extract
+
+    monkeypatch.setattr(extract, "resolve_device", lambda *args: torch.device("cuda", 0))
+    assert extract.resolve_cache_dir(config).name != features.cache_dir.name
+    assert open_features(config).cache_dir == features.cache_dir

@@ -1,0 +1,327 @@
+"""``video-eleatt fit|validate|test|predict`` end to end on a tiny generated feature cache,
+through the real entry point ``video_eleatt.cli.main``."""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import shutil
+import types
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from training_fixtures import make_tiny_cache, tiny_config
+
+from video_eleatt import cli as dispatcher
+from video_eleatt.training.callbacks import HISTORY_COLUMNS, read_history
+from video_eleatt.training.cli import EleAttCLI, run_training
+
+BASELINE = ["--model.num_eleatt_layers=0", "--model.num_plain_layers=1"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training")
+    info = make_tiny_cache(root, num_classes=3, failed=1)
+    info["root"] = root
+    info["config"] = root / "tiny.yaml"
+    info["config"].write_text(yaml.safe_dump(tiny_config(info["cache"])))
+    return info
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny):
+    """Both arms trained for 2 epochs (3 steps each) through the command line."""
+    runs = {}
+    for arm, options in (("eleatt", []), ("baseline", BASELINE)):
+        run_dir = tiny["root"] / arm
+        argv = ["fit", "--config", str(tiny["config"]), *options]
+        assert dispatcher.main([*argv, f"--trainer.default_root_dir={run_dir}"]) == 0
+        runs[arm] = run_dir
+    return runs
+
+
+def test_fit_writes_the_run_directory(fitted, tiny):
+    counts = {}
+    for arm, run_dir in fitted.items():
+        assert (run_dir / "config.yaml").is_file()
+        assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+        assert len(glob.glob(str(run_dir / "checkpoints" / "best-epoch=*.ckpt"))) == 1
+        assert (run_dir / "tensorboard").is_dir() and (run_dir / "csv_logs").is_dir()
+        history = read_history(run_dir / "history.csv")
+        assert [row["epoch"] for row in history] == [0, 1]
+        assert [row["step"] for row in history] == [3, 6]  # 11 videos (1 failed), batch 4
+        assert set(HISTORY_COLUMNS) == set(history[0])
+        assert history[0]["val_top5"] is None  # 3 classes: no top-5
+        assert 0.0 <= history[1]["val_top1"] <= 1.0 and history[1]["train_loss"] > 0
+        summary = json.loads((run_dir / "train_summary.json").read_text())
+        assert summary["status"] == "finished" and summary["global_step"] == 6
+        assert summary["data"]["subsets"]["train"]["excluded_failed"] == 1
+        counts[arm] = summary["parameter_counts"]
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert saved["model"]["num_eleatt_layers"] == (1 if arm == "eleatt" else 0)
+        assert saved["trainer"]["gradient_clip_val"] == 1.0
+        # Plain data only: loads without unpickling arbitrary objects.
+        checkpoint = torch.load(
+            run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
+        )
+        record = checkpoint["video_eleatt"]
+        assert record["data"]["class_names"] == tiny["class_names"]
+        assert record["model"]["input_size"] == 8 and record["model"]["num_classes"] == 3
+    # input 8, hidden 8, 3 classes: EleAtt gate 8*8 + 8*8 + 8; GRU 3*8*(8+8) + 2*3*8; head 27.
+    assert counts["eleatt"]["total"] == 136 + 432 + 27
+    assert counts["baseline"]["total"] == 432 + 27
+
+
+def test_evaluation_verbs_write_metrics_and_agree_with_predictions(fitted, tiny, capsys):
+    run_dir = fitted["eleatt"]
+    config = str(run_dir / "config.yaml")
+    assert dispatcher.main(["test", "--config", config, "--ckpt_path", "last"]) == 0
+    assert dispatcher.main(["predict", "--config", config, "--ckpt_path", "last"]) == 0
+    assert dispatcher.main(["validate", "--config", config, "--ckpt_path", "best"]) == 0
+    err = capsys.readouterr().err
+    assert "top1 (micro accuracy)" in err and "mean class accuracy (macro recall)" in err
+    assert "protocol: full sequence" in err
+
+    metrics = json.loads((run_dir / "test_last" / "metrics.json").read_text())
+    assert metrics["num_videos"] == 6 and metrics["top5"] is None
+    assert metrics["checkpoint"].endswith("last.ckpt")
+    assert metrics["protocol"]["eval_sampling"] == "full"
+    assert sum(map(sum, metrics["confusion_matrix"])) == 6
+    for name in ("confusion_matrix.csv", "confusion_matrix.png", "per_class_accuracy.csv"):
+        assert (run_dir / "test_last" / name).is_file()
+    assert (run_dir / "validate_best" / "metrics.json").is_file()
+
+    rows = [json.loads(line) for line in (run_dir / "predict_last" / "predictions.jsonl").open()]
+    assert [row["rel_path"] for row in rows] == sorted(tiny["test"])
+    for row in rows:
+        assert math.isclose(sum(row["probs"]), 1.0, rel_tol=1e-5)
+        assert len(row["top_k"]) == 3  # min(5, classes)
+        assert row["top_k"][0]["prob"] == max(row["probs"])
+    # Same checkpoint and protocol: the predictions reproduce the test metrics.
+    correct = [row["top_k"][0]["class_id"] == row["label"] for row in rows]
+    assert metrics["top1"] == pytest.approx(sum(correct) / len(rows))
+    nll = [-math.log(row["probs"][row["label"]]) for row in rows]
+    assert metrics["loss"] == pytest.approx(sum(nll) / len(rows), rel=1e-5)
+
+
+def test_baseline_clip_evaluation_and_prediction_on_train(fitted, tiny, capsys):
+    run_dir = fitted["baseline"]
+    config = str(run_dir / "config.yaml")
+    clips = ["--data.eval_sampling=clips", "--data.num_eval_clips=2"]
+    assert dispatcher.main(["test", "--config", config, *clips, "--ckpt_path", "best"]) == 0
+    metrics = json.loads((run_dir / "test_best" / "metrics.json").read_text())
+    assert metrics["protocol"]["num_eval_clips"] == 2
+    assert (
+        "mean of softmax scores over 2 clip(s) of 4 segments" in metrics["protocol"]["description"]
+    )
+    assert metrics["checkpoint"] == str(next((run_dir / "checkpoints").glob("best-*.ckpt")))
+    argv = ["predict", "--config", config, "--data.predict_subset=train", "--ckpt_path", "last"]
+    assert dispatcher.main(argv) == 0
+    lines = (run_dir / "predict_last" / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 11
+    err = capsys.readouterr().err
+    assert "excluded: 1 failed extraction [1x decode error: moov atom not found]" in err
+
+
+def test_resume_continues_from_the_checkpoint(fitted, tiny, tmp_path):
+    resumed = tmp_path / "resumed"
+    shutil.copytree(fitted["eleatt"], resumed)
+    saved = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    argv = ["fit", "--config", str(tiny["config"]), f"--trainer.default_root_dir={resumed}"]
+    assert dispatcher.main([*argv, "--trainer.max_epochs=3", "--ckpt_path", "last"]) == 0
+    after = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 6 and after["global_step"] == 9
+    history = read_history(resumed / "history.csv")
+    original = read_history(fitted["eleatt"] / "history.csv")
+    # Epochs 0-1 come from the checkpoint (same timings), epoch 2 was trained now.
+    assert history[:2] == original and history[2]["epoch"] == 2
+
+    # An uninterrupted 3-epoch run ends with the same weights, learning rate and history.
+    summary = run_training(
+        tiny_config(tiny["cache"]), {"trainer.max_epochs": 3}, run_dir=tmp_path / "straight"
+    )
+    assert summary["status"] == "finished" and summary["global_step"] == 9
+    straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=True)
+    for name, tensor in straight["state_dict"].items():
+        assert torch.equal(tensor, after["state_dict"][name]), name
+    assert after["video_eleatt"]["plateau"] == straight["video_eleatt"]["plateau"]
+    assert [row["train_loss"] for row in summary["history"]] == [
+        row["train_loss"] for row in history
+    ]
+
+
+def test_checkpoint_of_another_configuration_is_refused(fitted, tiny, tmp_path, capsys):
+    checkpoint = str(fitted["eleatt"] / "checkpoints" / "last.ckpt")
+    argv = ["test", "--config", str(tiny["config"]), f"--trainer.default_root_dir={tmp_path}"]
+    assert dispatcher.main([*argv, *BASELINE, "--ckpt_path", checkpoint]) == 2
+    err = capsys.readouterr().err
+    assert "trained with another configuration" in err
+    assert "num_eleatt_layers: checkpoint 1, config 0" in err
+    assert "num_plain_layers: checkpoint 0, config 1" in err
+
+    other = make_tiny_cache(
+        tmp_path, feature_dim=6, cache_name="cache6", data_root=tiny["data_root"]
+    )
+    cache = f"--data.cache={other['cache']}"
+    assert dispatcher.main([*argv, cache, "--ckpt_path", checkpoint]) == 2
+    err = capsys.readouterr().err
+    assert "input_size: checkpoint 8, config 6" in err and "data.cache" in err
+
+
+def test_bad_options_and_run_directories(fitted, tiny, tmp_path, capsys):
+    config = ["--config", str(tiny["config"])]
+    fresh = f"--trainer.default_root_dir={tmp_path / 'fresh'}"
+    cases = [
+        (
+            ["fit", *config, fresh, "--data.cache=/nonexistent/cache"],
+            "data.cache '/nonexistent/cache' does not exist",
+        ),
+        (
+            ["fit", *config, fresh, '--data.dataset={"name": "ucf101", "root": "data/ucf101"}'],
+            "data.dataset.name is 'ucf101' but the cache",
+        ),
+        (["fit", *config, fresh, "--model.hiden_size=3"], "hiden_size"),
+        (
+            ["fit", *config, fresh, "--data.val_subset=holdout", "--data.holdout_fraction=1.5"],
+            "holdout_fraction must be in (0, 1)",
+        ),
+        (
+            ["fit", *config, fresh, "--data.train_sampling=full", "--data.eval_sampling=clips"],
+            "eval_sampling 'clips' samples clips like training",
+        ),
+        (["fit", *config, f"--trainer.default_root_dir={fitted['eleatt']}"], "already holds a run"),
+        (
+            ["test", *config, f"--trainer.default_root_dir={fitted['eleatt']}"],
+            "test needs a checkpoint: pass --ckpt_path best",
+        ),
+        (["test", *config, fresh, "--ckpt_path=best"], "no best checkpoint in"),
+        (["validate", *config, fresh, "--ckpt_path=missing.ckpt"], "is not a file"),
+    ]
+    for argv, message in cases:
+        assert dispatcher.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err, (argv, err)
+    assert not (tmp_path / "fresh" / "checkpoints").exists()
+
+
+def test_split_without_features_and_class_mismatch(tmp_path, capsys):
+    info = make_tiny_cache(tmp_path, extract=("train",))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(info["cache"])))
+    argv = ["fit", "--config", str(config), f"--trainer.default_root_dir={tmp_path / 'run'}"]
+    assert dispatcher.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "has 6 videos but none has features" in err and "video-eleatt extract" in err
+
+    (info["data_root"] / "classes.txt").write_text("action0\naction1\nsomething_else\n")
+    assert dispatcher.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "class mismatch" in err and "2: cache 'action2' vs index 'something_else'" in err
+
+
+def _parser():
+    """The CLI's parser, built once (parsing each config through a fresh CLI is slow)."""
+
+    class Built(Exception):
+        pass
+
+    class ParserOnly(EleAttCLI):
+        def parse_arguments(self, parser, args):
+            raise Built(parser)
+
+    try:
+        ParserOnly(["fit"], exit_on_error=False)
+    except Built as built:
+        return built.args[0]
+    raise AssertionError("parser not built")
+
+
+def test_every_shipped_config_parses(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    experiments = sorted(
+        path
+        for area in ("ntu60", "jhmdb", "ucf101", "hmdb51", "kinetics400")
+        for path in glob.glob(f"configs/{area}/*.yaml")
+    )
+    models = sorted(glob.glob("configs/models/*.yaml"))
+    assert len(experiments) == 16 and len(models) == 6
+    parser = _parser()
+    for path in experiments:
+        config = parser.parse_args(["fit", "--config", path]).fit
+        assert config.trainer.gradient_clip_val == 1.0
+        assert config.model.lr == 0.001 and config.model.dropout == 0.5
+        assert config.trainer.default_root_dir.startswith("runs/")
+        if "/ntu60/" in path:
+            assert config.data.batch_size == 256 and config.model.hidden_size == 512
+            assert config.model.num_eleatt_layers + config.model.num_plain_layers == 3
+            assert config.data.split == path.rsplit("_", 1)[1][:2]
+        if "/jhmdb/" in path:
+            assert config.data.batch_size == 32
+            assert config.model.num_eleatt_layers + config.model.num_plain_layers == 1
+        assert (config.model.num_eleatt_layers > 0) == ("eleatt" in Path(path).name)
+    for path in models:
+        config = parser.parse_args(["fit", "--config", experiments[0], "--model", path]).fit
+        if "3x100" in path:
+            assert config.model.hidden_size == 100 and config.model.lr == 0.005
+    # And one through the real --print_config.
+    assert (
+        dispatcher.main(
+            ["fit", "--config", "configs/jhmdb/eleatt_gru_split2.yaml", "--print_config"]
+        )
+        == 0
+    )
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["data"]["split"] == "2" and printed["model"]["num_eleatt_layers"] == 1
+
+
+def test_predict_with_checkpoint_goes_to_raw_video_prediction(monkeypatch, capsys):
+    seen = []
+    fake = types.SimpleNamespace(main=lambda argv: seen.append(argv) or 0)
+    monkeypatch.setitem(__import__("sys").modules, "video_eleatt.predict_video", fake)
+    assert dispatcher.main(["predict", "--checkpoint", "m.ckpt", "a.mp4"]) == 0
+    assert seen == [["--checkpoint", "m.ckpt", "a.mp4"]]
+    monkeypatch.setitem(__import__("sys").modules, "video_eleatt.predict_video", None)
+    assert dispatcher.main(["predict", "--checkpoint=m.ckpt", "a.mp4"]) == 2
+    assert "prediction on raw videos is not available" in capsys.readouterr().err
+
+
+def test_validation_subset_choice(tiny, capsys):
+    from video_eleatt.training.data import FeatureDataModule
+
+    # data.cache may name the extract config that made the cache.
+    extract_config = tiny["root"] / "extract.yaml"
+    extract_config.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": {"name": "list", "root": str(tiny["data_root"])},
+                "backbone": {"library": "timm", "name": "test_resnet", "weights": "random"},
+                "cache_dir": str(tiny["cache"]),
+            }
+        )
+    )
+    automatic = FeatureDataModule(str(extract_config), num_workers=0)
+    assert automatic.cache.cache_dir == tiny["cache"]
+    automatic.setup("fit")
+    assert automatic.datasets["val"].keys == sorted(tiny["test"])  # no val subset: test
+    assert "the split has no 'val' subset: the test subset validates" in capsys.readouterr().err
+
+    def held_out(seed):
+        data = FeatureDataModule(
+            str(tiny["cache"]), num_workers=0, val_subset="holdout", holdout_fraction=0.25,
+            holdout_seed=seed,
+        )  # fmt: skip
+        data.setup("fit")
+        return data.datasets["train"].keys, data.datasets["val"].keys
+
+    train, val = held_out(0)
+    assert held_out(0) == (train, val)
+    assert held_out(1) != (train, val)
+    assert not set(train) & set(val)
+    # 4 training videos per class, 1 of class 0 failed: one per class held out (stratified).
+    assert sorted(key.split("/")[0] for key in val) == ["action0", "action1", "action2"]
+    assert len(train) == 11 - 3

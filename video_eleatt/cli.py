@@ -13,7 +13,7 @@ import sys
 # name -> ("module:function", one-line help). The training verbs receive their own name
 # as argv[0] because LightningCLI parses the subcommand itself.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("video_eleatt.demo.cli:main", "the main job: demo data, extraction, comparison"),
+    "demo": ("video_eleatt.demo.main:main", "the main job: demo data, extraction, comparison"),
     "make-demo-data": ("video_eleatt.demo.cli:generate_main", "write the demo video dataset"),
     "toy": ("video_eleatt.models.toy:main", "baseline vs EleAtt GRU on a generated sequence task"),
     "datasets": ("video_eleatt.datasets.cli:datasets_main", "list the supported dataset formats"),

@@ -1,0 +1,275 @@
+"""The fused EleAtt-GRU (video_eleatt.models.fused_gru) against the float64 reference."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import pytest
+import torch
+from eleatt_reference import random_params, reference_eleatt_gru
+
+from video_eleatt.models import fused_gru
+from video_eleatt.models.fused_gru import (
+    eleatt_gru_sequence,
+    fused_gru_supported,
+    matmul_backend,
+    onednn_available,
+    use_matmul_backend,
+)
+
+PARAM_NAMES = ("weight_xa", "weight_ha", "bias_a", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+BACKENDS = ("onednn", "torch")
+
+
+def _skip_if_unavailable(backend: str) -> None:
+    if backend == "onednn" and not onednn_available():
+        pytest.skip("torch.ops.mkldnn linear ops unavailable in this torch build")
+
+
+def _inputs(batch, steps, input_size, hidden, seed, dtype=torch.float64):
+    generator = torch.Generator().manual_seed(seed)
+    params = random_params(input_size, hidden, 3, generator=generator)
+    x = torch.randn(batch, steps, input_size, generator=generator, dtype=torch.float64)
+    h0 = torch.randn(batch, hidden, generator=generator, dtype=torch.float64) * 0.5
+    return x.to(dtype), h0.to(dtype), {k: v.to(dtype) for k, v in params.items()}
+
+
+def _loss_weights(batch, steps, input_size, hidden, seed):
+    """Random cotangents for output, h_n and attention, so every output feeds the loss."""
+    generator = torch.Generator().manual_seed(seed + 1000)
+    return (
+        torch.randn(batch, steps, hidden, generator=generator, dtype=torch.float64),
+        torch.randn(batch, hidden, generator=generator, dtype=torch.float64),
+        torch.randn(batch, steps, input_size, generator=generator, dtype=torch.float64),
+    )
+
+
+def _values_and_grads(run, x, h0, params, cotangents):
+    """Run ``run(x, h0, params)``; return its outputs and the gradients of a weighted sum."""
+    x = x.detach().requires_grad_()
+    h0 = h0.detach().requires_grad_()
+    params = {k: v.detach().requires_grad_() for k, v in params.items()}
+    outputs = run(x, h0, params)
+    loss = sum((o * c.to(o.dtype)).sum() for o, c in zip(outputs, cotangents))
+    grads = torch.autograd.grad(loss, [x, h0, *(params[k] for k in PARAM_NAMES)])
+    return [o.detach() for o in outputs], list(grads)
+
+
+def _fused(gate_activation, lengths):
+    def run(x, h0, params):
+        return eleatt_gru_sequence(
+            x, h0, lengths, *(params[k] for k in PARAM_NAMES), gate_activation, True
+        )
+
+    return run
+
+
+def _reference(gate_activation, lengths):
+    def run(x, h0, params):
+        return reference_eleatt_gru(x, h0, lengths, params, gate_activation)
+
+    return run
+
+
+@pytest.mark.parametrize("gate_activation", ["sigmoid", "softmax"])
+def test_gradcheck_float64_variable_lengths(gate_activation):
+    x, h0, params = _inputs(3, 4, 5, 3, seed=1)
+    lengths = torch.tensor([4, 1, 3])
+    inputs = [t.requires_grad_() for t in (x, h0, *(params[k] for k in PARAM_NAMES))]
+
+    def run(x, h0, *weights):
+        return eleatt_gru_sequence(x, h0, lengths, *weights, gate_activation, True)
+
+    assert matmul_backend(x) == "torch"  # float64 always takes the public path
+    assert torch.autograd.gradcheck(run, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, fast_mode=True)
+
+
+@pytest.mark.parametrize("gate_activation", ["sigmoid", "softmax"])
+@pytest.mark.parametrize("lengths", [None, [6, 2, 5, 1, 6]], ids=["full", "variable"])
+def test_float64_matches_reference(gate_activation, lengths):
+    batch, steps, input_size, hidden = 5, 6, 7, 4
+    lengths = None if lengths is None else torch.tensor(lengths)
+    x, h0, params = _inputs(batch, steps, input_size, hidden, seed=2)
+    cotangents = _loss_weights(batch, steps, input_size, hidden, seed=2)
+    got, got_grads = _values_and_grads(_fused(gate_activation, lengths), x, h0, params, cotangents)
+    want, want_grads = _values_and_grads(
+        _reference(gate_activation, lengths), x, h0, params, cotangents
+    )
+    for name, g, w in zip(("output", "h_n", "attention"), got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12, msg=name)
+    for name, g, w in zip(("x", "h0", *PARAM_NAMES), got_grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12, msg=f"grad {name}")
+    if lengths is not None:
+        assert got[0][3, 1:].eq(0).all() and got[2][3, 1:].eq(0).all()
+
+
+REALISTIC_LENGTHS = (10, 3, 7, 10, 1, 9)
+
+
+@functools.cache
+def _realistic_case(gate_activation):
+    """Inputs (float64) and the reference outputs and gradients, shared by both back ends."""
+    batch, steps, input_size, hidden = len(REALISTIC_LENGTHS), 10, 256, 64
+    x, h0, params = _inputs(batch, steps, input_size, hidden, seed=3)
+    params = {k: v * (0.2 if k.startswith("weight") else 1.0) for k, v in params.items()}
+    cotangents = _loss_weights(batch, steps, input_size, hidden, seed=3)
+    lengths = torch.tensor(REALISTIC_LENGTHS)
+    reference = _values_and_grads(_reference(gate_activation, lengths), x, h0, params, cotangents)
+    return x, h0, params, cotangents, reference
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("gate_activation", ["sigmoid", "softmax"])
+def test_float32_realistic_size_matches_reference(backend, gate_activation):
+    _skip_if_unavailable(backend)
+    x, h0, params, cotangents, (want, want_grads) = _realistic_case(gate_activation)
+    x32, h32 = x.float(), h0.float()
+    params32 = {k: v.float() for k, v in params.items()}
+    with use_matmul_backend(backend):
+        assert matmul_backend(x32) == backend
+        got, got_grads = _values_and_grads(
+            _fused(gate_activation, torch.tensor(REALISTIC_LENGTHS)),
+            x32,
+            h32,
+            params32,
+            cotangents,
+        )
+    for name, g, w in zip(("output", "h_n", "attention"), got, want):
+        assert g.dtype == torch.float32
+        torch.testing.assert_close(g.double(), w, rtol=1e-4, atol=1e-5, msg=name)
+    for name, g, w in zip(("x", "h0", *PARAM_NAMES), got_grads, want_grads):
+        scale = w.abs().max().item()
+        torch.testing.assert_close(
+            g.double(), w, rtol=1e-4, atol=1e-5 * max(scale, 1.0), msg=f"grad {name}"
+        )
+
+
+def test_inference_and_no_input_grad_paths_match_training_path():
+    batch, steps, input_size, hidden = 4, 5, 16, 8
+    lengths = torch.tensor([5, 2, 4, 3])
+    x, h0, params = _inputs(batch, steps, input_size, hidden, seed=4, dtype=torch.float32)
+    weights = [params[k].requires_grad_() for k in PARAM_NAMES]
+    trained = eleatt_gru_sequence(x, h0, lengths, *weights, "sigmoid", True)
+    with torch.no_grad():
+        inferred = eleatt_gru_sequence(x, h0, lengths, *weights, "sigmoid", True)
+    for a, b in zip(trained, inferred):
+        torch.testing.assert_close(a.detach(), b, rtol=0, atol=0)
+    # x and h0 without requires_grad: the backward skips dx but the weight grads are the same.
+    (trained[0].sum() + trained[1].sum()).backward()
+    grads_no_x = [w.grad.clone() for w in weights]
+    for w in weights:
+        w.grad = None
+    x_grad = x.clone().requires_grad_()
+    out, h_n, _ = eleatt_gru_sequence(x_grad, h0, lengths, *weights, "sigmoid", False)
+    (out.sum() + h_n.sum()).backward()
+    for g, w in zip(grads_no_x, weights):
+        torch.testing.assert_close(g, w.grad, rtol=1e-6, atol=1e-7)
+    assert x_grad.grad is not None and x_grad.grad[1, 2:].eq(0).all()
+
+
+def test_padding_further_changes_no_valid_output():
+    x, h0, params = _inputs(3, 4, 6, 5, seed=5, dtype=torch.float32)
+    weights = [params[k] for k in PARAM_NAMES]
+    lengths = torch.tensor([4, 2, 3])
+    out, h_n, att = eleatt_gru_sequence(x, h0, lengths, *weights, "sigmoid", True)
+    padded = torch.cat([x, torch.randn(3, 3, 6)], dim=1)  # (3, 7, 6), junk after the end
+    out_p, h_n_p, att_p = eleatt_gru_sequence(padded, h0, lengths, *weights, "sigmoid", True)
+    torch.testing.assert_close(out_p[:, :4], out, rtol=0, atol=1e-6)
+    torch.testing.assert_close(h_n_p, h_n, rtol=0, atol=1e-6)
+    torch.testing.assert_close(att_p[:, :4], att, rtol=0, atol=1e-6)
+    assert out_p[:, 4:].eq(0).all() and att_p[:, 4:].eq(0).all()
+
+
+def test_selection_rule(monkeypatch):
+    x32 = torch.randn(2, 3, 4)
+    assert fused_gru_supported(x32) and fused_gru_supported(x32.double())
+    assert not fused_gru_supported(x32.half())
+    assert not fused_gru_supported(x32.bfloat16())
+    assert not fused_gru_supported(torch.randn(0, 3, 4))
+    assert not fused_gru_supported(torch.randn(3, 4))
+    assert matmul_backend(x32.double()) == "torch"
+    assert matmul_backend(x32) == ("onednn" if onednn_available() else "torch")
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.backends.mkldnn, "enabled", False)
+        assert matmul_backend(x32) == "torch"
+    with use_matmul_backend("torch"):
+        assert matmul_backend(x32) == "torch"
+    with pytest.raises(RuntimeError, match="'onednn' was forced"), use_matmul_backend("onednn"):
+        matmul_backend(x32.double())
+    with pytest.raises(ValueError, match="unknown matmul back end 'mkl'"):
+        use_matmul_backend("mkl").__enter__()
+
+
+@pytest.mark.parametrize("failure", ["missing", "wrong"])
+def test_falls_back_to_torch_when_onednn_is_missing_or_wrong(monkeypatch, caplog, failure):
+    def missing(*args, **kwargs):
+        raise AttributeError("'_OpNamespace' 'mkldnn' object has no attribute '_linear_pointwise'")
+
+    def wrong(x, weight, bias=None):
+        return torch.zeros(x.shape[0], weight.shape[0])
+
+    monkeypatch.setattr(fused_gru._ONEDNN, "linear", missing if failure == "missing" else wrong)
+    onednn_available.cache_clear()
+    try:
+        with caplog.at_level(logging.INFO, logger=fused_gru.__name__):
+            assert not onednn_available()
+        assert ("self-check failed" if failure == "wrong" else "unavailable") in caplog.text
+        x, h0, params = _inputs(2, 3, 8, 4, seed=6)
+        assert matmul_backend(x.float()) == "torch"
+        weights = [params[k] for k in PARAM_NAMES]
+        got = eleatt_gru_sequence(x.float(), h0.float(), None, *(w.float() for w in weights),
+                                  "sigmoid", True)  # fmt: skip
+        want = reference_eleatt_gru(x, h0, None, params, "sigmoid")
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g.double(), w, rtol=1e-5, atol=1e-6)
+    finally:
+        onednn_available.cache_clear()
+
+
+def test_eleatt_gru_layer_dispatches_to_fused_path():
+    eleatt = pytest.importorskip("video_eleatt.models.eleatt")
+    torch.manual_seed(7)
+    layer = eleatt.EleAttGRU(12, 6)
+    x = torch.randn(3, 5, 12)
+    lengths = torch.tensor([5, 1, 3])
+    fused_out = layer(x, lengths=lengths, return_attention=True)
+    layer.use_fused = False
+    loop_out = layer(x, lengths=lengths, return_attention=True)
+    for a, b in zip(fused_out, loop_out):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_arguments_name_the_problem():
+    x, h0, params = _inputs(2, 3, 8, 4, seed=8)
+    weights = [params[k] for k in PARAM_NAMES]
+    with pytest.raises(ValueError, match="gate_activation must be one of"):
+        eleatt_gru_sequence(x, h0, None, *weights, "relu", False)
+    bad = [*weights]
+    bad[3] = bad[3][:, :5]
+    with pytest.raises(ValueError, match=r"weight_ih must have shape \(12, 8\)"):
+        eleatt_gru_sequence(x, h0, None, *bad, "sigmoid", False)
+    with pytest.raises(ValueError, match=r"weight_xa is torch\.float32"):
+        eleatt_gru_sequence(x, h0, None, weights[0].float(), *weights[1:], "sigmoid", False)
+    with pytest.raises(ValueError, match=r"lengths must lie in \[1, T=3\]"):
+        eleatt_gru_sequence(x, h0, torch.tensor([0, 3]), *weights, "sigmoid", False)
+    with pytest.raises(ValueError, match="non-empty"):
+        eleatt_gru_sequence(x[:0], None, None, *weights, "sigmoid", False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    x, h0, params = _inputs(4, 6, 32, 16, seed=9)
+    lengths = torch.tensor([6, 2, 5, 4])
+    cotangents = _loss_weights(4, 6, 32, 16, seed=9)
+    cpu, cpu_grads = _values_and_grads(_fused("sigmoid", lengths), x, h0, params, cotangents)
+    cuda = torch.device("cuda")
+    gpu, gpu_grads = _values_and_grads(
+        _fused("sigmoid", lengths.to(cuda)),
+        x.to(cuda),
+        h0.to(cuda),
+        {k: v.to(cuda) for k, v in params.items()},
+        [c.to(cuda) for c in cotangents],
+    )
+    for a, b in zip([*cpu, *cpu_grads], [*gpu, *gpu_grads]):
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-9, atol=1e-10)

@@ -1,0 +1,610 @@
+"""Fused EleAtt-GRU over a whole sequence, with a hand-written backward through time.
+
+An autograd step loop (the fallback of :class:`~video_eleatt.models.eleatt.EleAttGRU`) runs
+several small products per step forward and twice as many in autograd's backward. This module
+computes the same function with as much of the arithmetic as possible in large matrix
+products, and the rest in as few per-step operations as it can:
+
+Forward (time-major, sequences sorted by length so that the active rows are a prefix):
+
+- ``A = X W_xa^T`` for all steps at once (one (T*B, D) x (D, D) product);
+- per step, ONE product of ``h_{t-1}`` with ``[W_ha; W_hh]`` stacked ((D + 3N) rows), the gate
+  ``a_t = act(A_t + W_ha h_{t-1} + b_a)``, ``x~_t = a_t * x_t``, and ONE product of ``x~_t``
+  with ``W_ih``; then the GRU update in ``nn.GRU``'s convention (gates r, z, n;
+  ``n = tanh(W_in x~ + b_in + r * (W_hn h + b_hn))``, ``h = (1 - z) * n + z * h``).
+
+Backward: per step only the two products that carry the gradient back through time
+(``dx~_t = dG_i W_ih`` and ``dh_{t-1} = [da_pre, dG_h] [W_ha; W_hh]``) and a few element-wise
+products of ``dh`` with factors computed for all steps before the loop; the weight gradients
+of all steps and the ``W_xa`` part of ``dx`` are large products after the loop. Saved for
+backward: the time-major input, the attention, the hidden states and r, z, n,
+``W_hn h + b_hn`` per step (``x~`` is recomputed).
+
+Matrix products go through one of two back ends, chosen per call (:func:`matmul_backend`):
+
+- ``"onednn"``: float32 on CPU through oneDNN with weights reordered once per sequence
+  (``torch.ops.mkldnn._reorder_linear_weight`` / ``_linear_pointwise``, internal torch ops).
+  On the AMD EPYC this was written on, torch's bundled MKL ran the per-step products at
+  about 0.6x and a 2048^3 product at about 0.75x of oneDNN's rate with packed weights.
+  Used only when the ops exist, ``torch.backends.mkldnn`` is enabled and a one-time
+  self-check against ``torch.addmm`` passes (:func:`onednn_available`).
+- ``"torch"``: public ``torch.mm`` / ``torch.addmm`` (any dtype and device; float64 for
+  gradcheck, CUDA).
+
+Variable lengths are exact: outputs and attention are zero after each sequence's length,
+its state is frozen there, and ``h_n`` is the state after its last valid step. The backward
+is not itself differentiable (no double backward).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+logger = logging.getLogger(__name__)
+
+BackendName = Literal["auto", "onednn", "torch"]
+_SUPPORTED_DTYPES = (torch.float32, torch.float64)
+_GATE_ACTIVATIONS = ("sigmoid", "softmax")
+
+# The back end that matmul_backend() picks on "auto"; changed by use_matmul_backend().
+_backend_choice: dict[str, str] = {"name": "auto"}
+
+
+class _TorchMatmul:
+    """Public-API products: ``linear(x, w) = x @ w^T`` through torch.mm / torch.addmm."""
+
+    name = "torch"
+
+    def pack(self, weight: Tensor, batch_size: int) -> Tensor:
+        return weight
+
+    def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        if bias is None:
+            return torch.mm(x, weight.t())
+        return torch.addmm(bias, x, weight.t())
+
+    def linear_add(self, x: Tensor, weight: Tensor, other: Tensor) -> Tensor:
+        """``x @ weight^T + other``; may write into ``other``."""
+        return other.addmm_(x, weight.t())
+
+    def grad_weight(self, grad: Tensor, inputs: Tensor) -> Tensor:
+        """``grad^T @ inputs``: (M, O) and (M, I) -> (O, I), summed over the M rows."""
+        return torch.mm(grad.t(), inputs)
+
+
+class _OneDnnMatmul:
+    """float32 CPU products through oneDNN with pre-packed ("reordered") weights."""
+
+    name = "onednn"
+
+    def pack(self, weight: Tensor, batch_size: int) -> Tensor:
+        return torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch_size)
+
+    def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+    def linear_add(self, x: Tensor, weight: Tensor, other: Tensor) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, None, "add")
+
+    def grad_weight(self, grad: Tensor, inputs: Tensor) -> Tensor:
+        # Both operands are passed as transposed views of dense (M, .) matrices: the weight
+        # operand is reordered into oneDNN's blocked layout (cheap for any dense layout), the
+        # source is copied. Copy the narrower one and transpose the (small) result if needed.
+        # (A weight with padded rows, e.g. a column slice, falls on a very slow path.)
+        grad, inputs = grad.contiguous(), inputs.contiguous()
+        if inputs.shape[1] < grad.shape[1]:
+            return self.linear(inputs.t(), grad.t()).t().contiguous()
+        return self.linear(grad.t(), inputs.t())
+
+
+_TORCH = _TorchMatmul()
+_ONEDNN = _OneDnnMatmul()
+_BACKENDS = {"torch": _TORCH, "onednn": _ONEDNN}
+
+
+@functools.cache
+def onednn_available() -> bool:
+    """Whether the internal oneDNN linear ops exist here and compute correct products.
+
+    Checked once per process against ``torch.addmm`` in float64: packed and unpacked weights,
+    a bias, a batch size other than the one the weights were packed for, a non-contiguous
+    input, the fused add and a product of transposed views. A failure is logged and the
+    public ``torch.mm`` path is used instead.
+    """
+    try:
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(24, 7, generator=generator).t()  # (7, 24), non-contiguous
+        weight = torch.randn(40, 24, generator=generator)
+        bias = torch.randn(40, generator=generator)
+        expected = torch.addmm(bias.double(), x.double(), weight.double().t())
+        packed = _ONEDNN.pack(weight, 16)
+        results = [
+            _ONEDNN.linear(x, packed, bias),
+            _ONEDNN.linear(x.contiguous(), weight, bias),
+            _ONEDNN.linear(x[:3].contiguous(), packed) + bias,
+            _ONEDNN.linear_add(x, weight, bias.expand(7, 40).contiguous()),
+        ]
+        expected_rows = [expected, expected, expected[:3], expected]
+        grad_weight = _ONEDNN.grad_weight(x, x[:, :5])  # (24, 5)
+        errors = [(r.double() - e).abs().max().item() for r, e in zip(results, expected_rows)]
+        expected_grad = x.double().t() @ x.double()[:, :5]
+        errors.append((grad_weight.double() - expected_grad).abs().max().item())
+    except AttributeError as err:  # this torch build has no such ops
+        logger.info("oneDNN linear ops unavailable (%s); using torch.mm", err)
+        return False
+    except Exception as err:  # any other failure of an internal op: do not rely on it
+        logger.warning("oneDNN linear self-check raised %r; using torch.mm", err)
+        return False
+    if max(errors) > 1e-3:
+        logger.warning(
+            "oneDNN linear self-check failed (max abs error %.3g vs torch.addmm); using torch.mm",
+            max(errors),
+        )
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def use_matmul_backend(name: BackendName) -> Iterator[None]:
+    """Force a back end for the products inside the ``with`` block (tests, benchmarks).
+
+    Args:
+        name: ``"auto"`` (the default rule of :func:`matmul_backend`), ``"onednn"`` (error
+            if it is unavailable) or ``"torch"``.
+    """
+    if name not in ("auto", *_BACKENDS):
+        raise ValueError(
+            f"unknown matmul back end {name!r}; expected one of 'auto', 'onednn', 'torch'"
+        )
+    previous = _backend_choice["name"]
+    _backend_choice["name"] = name
+    try:
+        yield
+    finally:
+        _backend_choice["name"] = previous
+
+
+def matmul_backend(x: Tensor) -> str:
+    """The back end the fused GRU uses for input ``x``: ``"onednn"`` or ``"torch"``.
+
+    ``"onednn"`` on ``"auto"`` when ``x`` is float32 on CPU, ``torch.backends.mkldnn`` is
+    available and enabled, and :func:`onednn_available` passes; otherwise ``"torch"``.
+    """
+    eligible = (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+    )
+    choice = _backend_choice["name"]
+    if choice == "torch":
+        return "torch"
+    if choice == "onednn":
+        if not (eligible and onednn_available()):
+            raise RuntimeError(
+                f"matmul back end 'onednn' was forced but does not apply to a {x.dtype} input "
+                f"on {x.device} (needs float32 on CPU with working torch.ops.mkldnn linear "
+                "ops); use 'auto' or 'torch'"
+            )
+        return "onednn"
+    return "onednn" if eligible and onednn_available() else "torch"
+
+
+def fused_gru_supported(x: Tensor) -> bool:
+    """True where :func:`eleatt_gru_sequence` applies to input ``x`` (B, T, D).
+
+    Float32 or float64 on CPU or CUDA, with at least one sample and one step, outside
+    ``torch.compile`` tracing (its Python loop over steps would break the graph).
+    """
+    return (
+        isinstance(x, Tensor)
+        and x.dim() == 3
+        and x.shape[0] > 0
+        and x.shape[1] > 0
+        and x.dtype in _SUPPORTED_DTYPES
+        and x.device.type in ("cpu", "cuda")
+        and not torch.compiler.is_compiling()
+    )
+
+
+def _steps_and_order(lengths: Tensor | None, batch: int, steps: int):
+    """Active batch size per step, the sort order (or None) and its inverse.
+
+    Returns:
+        ``batch_sizes`` (list of T ints, non-increasing), ``order`` (B,) int64 such that the
+        sorted batch is ``x[order]`` (None when every sequence has T steps), ``inverse`` with
+        ``sorted[inverse] == original``, and the sorted lengths (B,) on CPU.
+    """
+    if lengths is None:
+        return [batch] * steps, None, None, None
+    lengths_cpu = lengths.detach().to("cpu", torch.int64)
+    if int(lengths_cpu.min()) == steps:
+        return [batch] * steps, None, None, None
+    sorted_lengths, order = torch.sort(lengths_cpu, descending=True, stable=True)
+    batch_sizes = (sorted_lengths.unsqueeze(0) > torch.arange(steps).unsqueeze(1)).sum(1)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(batch)
+    return batch_sizes.tolist(), order, inverse, sorted_lengths
+
+
+def _to_sorted_time_major(tensor: Tensor, order: Tensor | None) -> Tensor:
+    """(B, T, ...) batch-first -> (T, B, ...) contiguous, rows in ``order``."""
+    time_major = tensor.transpose(0, 1)
+    if order is None:
+        return time_major.contiguous()
+    return time_major.index_select(1, order.to(tensor.device))
+
+
+def _to_batch_first(tensor: Tensor, inverse: Tensor | None) -> Tensor:
+    """(T, B, ...) sorted time-major -> (B, T, ...) contiguous in the original order."""
+    batch_first = tensor.transpose(0, 1)
+    if inverse is None:
+        return batch_first.contiguous()
+    return batch_first.index_select(0, inverse.to(tensor.device))
+
+
+def _activate_gate(pre: Tensor, softmax: bool) -> None:
+    """In place: the gate's pre-activation (b, D) -> a_t."""
+    if softmax:
+        pre.copy_(torch.softmax(pre, dim=1))
+    else:
+        pre.sigmoid_()
+
+
+def _forward(x, h0, lengths, weights, softmax: bool, mm, keep_for_backward: bool):
+    """The forward recursion. Returns output, h_n, attention (T, B, D) and saved state."""
+    weight_xa, weight_ha, bias_a, weight_ih, weight_hh, bias_ih, bias_hh = weights
+    batch, steps, input_size = x.shape
+    hidden = weight_hh.shape[1]
+    batch_sizes, order, inverse, sorted_lengths = _steps_and_order(lengths, batch, steps)
+
+    x_seq = _to_sorted_time_major(x, order)  # (T, B, D)
+    h_first = h0 if order is None else h0.index_select(0, order.to(h0.device))
+    weight_h = torch.cat([weight_ha, weight_hh])  # (D + 3N, N): [W_ha; W_hh]
+    bias_h = torch.cat([bias_a, bias_hh])  # (D + 3N,)
+    packed_h = mm.pack(weight_h, batch)
+    packed_ih = mm.pack(weight_ih, batch)
+
+    # Gate pre-activations from the input, all steps at once; a_t is written over them.
+    attention = mm.linear(x_seq.view(steps * batch, input_size), weight_xa)
+    attention = attention.view(steps, batch, input_size)  # (T, B, D)
+    hidden_all = x.new_empty(steps + 1, batch, hidden)  # (T + 1, B, N): h_0 .. h_T
+    hidden_all[0] = h_first
+    # r, z, n and W_hn h + b_hn per step, for the backward pass.
+    gates = x.new_empty(steps if keep_for_backward else 1, batch, 4 * hidden)  # (T, B, 4N)
+    for t in range(steps):
+        rows = batch_sizes[t]
+        h_prev = hidden_all[t, :rows]  # (b, N)
+        projected = mm.linear(h_prev, packed_h, bias_h)  # (b, D + 3N)
+        gate = attention[t, :rows]  # (b, D)
+        gate.add_(projected[:, :input_size])
+        _activate_gate(gate, softmax)
+        x_mod = gate * x_seq[t, :rows]  # (b, D)
+        gi = mm.linear(x_mod, packed_ih, bias_ih)  # (b, 3N)
+        gh = projected[:, input_size:]  # (b, 3N)
+        step_gates = gates[t if keep_for_backward else 0, :rows]  # (b, 4N)
+        reset_update = step_gates[:, : 2 * hidden]
+        candidate = step_gates[:, 2 * hidden : 3 * hidden]
+        hidden_part = step_gates[:, 3 * hidden :]
+        torch.add(gi[:, : 2 * hidden], gh[:, : 2 * hidden], out=reset_update).sigmoid_()
+        hidden_part.copy_(gh[:, 2 * hidden :])
+        torch.mul(reset_update[:, :hidden], hidden_part, out=candidate)
+        candidate.add_(gi[:, 2 * hidden :]).tanh_()
+        # h_t = n + z * (h_{t-1} - n)
+        torch.lerp(candidate, h_prev, reset_update[:, hidden:], out=hidden_all[t + 1, :rows])
+        if rows < batch:
+            attention[t, rows:].zero_()
+            hidden_all[t + 1, rows:].zero_()
+            gates[t if keep_for_backward else 0, rows:].zero_()
+
+    if order is None:
+        h_last = hidden_all[steps].clone()
+    else:
+        # Sorted row i ends after step sorted_lengths[i]; index H[length, row] per sample.
+        device = x.device
+        h_last = hidden_all[sorted_lengths.to(device), torch.arange(batch, device=device)]
+        h_last = h_last.index_select(0, inverse.to(device))
+    output = _to_batch_first(hidden_all[1:], inverse)  # (B, T, N)
+    saved = (x_seq, attention, hidden_all, gates, batch_sizes, order, inverse)
+    return output, h_last, saved
+
+
+def _backward(grad_output, grad_h_last, grad_attention, saved, weights, softmax, mm, need_x):
+    """Backward through time. Returns the gradients in the order of the Function inputs."""
+    x_seq, attention, hidden_all, gates, batch_sizes, order, inverse = saved
+    weight_xa, weight_ha, weight_ih, weight_hh = weights
+    steps, batch, input_size = x_seq.shape
+    hidden = weight_hh.shape[1]
+    device = x_seq.device
+
+    # Transposed weights for the two products per step that carry gradients backwards.
+    weight_h = torch.cat([weight_ha, weight_hh])  # (D + 3N, N)
+    packed_h_t = mm.pack(weight_h.t(), batch)  # as a linear weight: (N, D + 3N)
+    packed_ih_t = mm.pack(weight_ih.t(), batch)  # (D, 3N)
+
+    def sorted_time_major(grad: Tensor | None) -> Tensor | None:
+        if grad is None:
+            return None
+        time_major = grad.transpose(0, 1)  # (T, B, ...)
+        return time_major if order is None else time_major.index_select(1, order.to(device))
+
+    grad_out_seq = sorted_time_major(grad_output)  # (T, B, N)
+    grad_att_seq = sorted_time_major(grad_attention)  # (T, B, D)
+    if grad_h_last is None:
+        grad_h = x_seq.new_zeros(batch, hidden)
+    elif order is None:
+        grad_h = grad_h_last.clone()
+    else:
+        grad_h = grad_h_last.index_select(0, order.to(device))
+
+    # Everything in the step gradients that does not depend on dh is computed here for all
+    # steps at once, so that each step is dh times a stored factor:
+    #   dG_i = dh * [s_r, s_z, s_n],  dG_h = dh * [s_r, s_z, s_n * r]   (pre-activations)
+    #   s_n = (1 - z)(1 - n^2),  s_z = (h_prev - n) z (1 - z),  s_r = s_n (W_hn h + b_hn) r (1 - r)
+    reset, update = gates[..., :hidden], gates[..., hidden : 2 * hidden]
+    candidate, hidden_part = gates[..., 2 * hidden : 3 * hidden], gates[..., 3 * hidden :]
+    factors_i = x_seq.new_empty(steps, batch, 3, hidden)  # (T, B, 3, N): s_r, s_z, s_n
+    factors_h = x_seq.new_empty(steps, batch, 3, hidden)  # (T, B, 3, N): s_r, s_z, s_n * r
+    s_r, s_z, s_n = factors_i.unbind(2)
+    one_minus_update = 1 - update
+    torch.mul(candidate, candidate, out=s_n)
+    s_n.neg_().add_(1).mul_(one_minus_update)
+    torch.sub(hidden_all[:steps], candidate, out=s_z)
+    s_z.mul_(update).mul_(one_minus_update)
+    del one_minus_update
+    torch.mul(s_n, hidden_part, out=s_r)
+    s_r.mul_(reset).mul_(1 - reset)
+    factors_h[:, :, :2].copy_(factors_i[:, :, :2])
+    torch.mul(s_n, reset, out=factors_h[:, :, 2])
+    # The gate: da_pre = dx~ * x * a (1 - a) (sigmoid), or, with u = dx~ * x * a,
+    # u - a * sum(u) (softmax); plus the attention output's own gradient.
+    gate_factor = attention * x_seq  # (T, B, D): x~ (zero on padded rows)
+    if softmax:
+        gate_extra = None if grad_att_seq is None else grad_att_seq * attention
+    else:
+        gate_factor.addcmul_(gate_factor, attention, value=-1)  # x * a (1 - a)
+        gate_extra = None
+        if grad_att_seq is not None:
+            gate_extra = grad_att_seq * attention * (1 - attention)
+
+    # Step gradients; zero on padded rows so the products after the loop can run over all
+    # T * B rows.
+    grad_projected = x_seq.new_empty(steps, batch, input_size + 3 * hidden)  # [da_pre, dG_h]
+    grad_gi = x_seq.new_empty(steps, batch, 3 * hidden)  # dG_i: (T, B, 3N)
+    grad_x_mod = x_seq.new_empty(steps, batch, input_size) if need_x else None  # (T, B, D)
+    for t in range(steps - 1, -1, -1):
+        rows = batch_sizes[t]
+        dh = grad_h[:rows]  # (b, N)
+        if grad_out_seq is not None:
+            dh.add_(grad_out_seq[t, :rows])
+        dh_blocks = dh.unsqueeze(1)  # (b, 1, N)
+        dgi = grad_gi[t, :rows]  # (b, 3N)
+        torch.mul(dh_blocks, factors_i[t, :rows], out=dgi.view(rows, 3, hidden))
+        dgh = grad_projected[t, :rows, input_size:]  # (b, 3N)
+        torch.mul(dh_blocks, factors_h[t, :rows], out=dgh.view(rows, 3, hidden))
+        d_x_mod = mm.linear(dgi, packed_ih_t)  # (b, D)
+        if need_x:
+            grad_x_mod[t, :rows] = d_x_mod
+        d_gate_pre = grad_projected[t, :rows, :input_size]  # (b, D)
+        if gate_extra is None:
+            torch.mul(d_x_mod, gate_factor[t, :rows], out=d_gate_pre)
+        else:
+            torch.addcmul(gate_extra[t, :rows], d_x_mod, gate_factor[t, :rows], out=d_gate_pre)
+        if softmax:
+            gate = attention[t, :rows]
+            total = d_gate_pre.sum(dim=1, keepdim=True)  # (b, 1)
+            d_gate_pre.addcmul_(gate, total, value=-1)
+        # dh_{t-1} = dh * z + [da_pre, dG_h] [W_ha; W_hh]
+        d_h_prev = mm.linear(grad_projected[t, :rows], packed_h_t)  # (b, N)
+        torch.addcmul(d_h_prev, dh, update[t, :rows], out=dh)
+        if rows < batch:
+            grad_projected[t, rows:].zero_()
+            grad_gi[t, rows:].zero_()
+            if need_x:
+                grad_x_mod[t, rows:].zero_()
+    x_mod = gate_factor if softmax else None  # softmax's factor is x~ itself
+    del factors_i, factors_h, gate_factor, gate_extra
+
+    # Weight gradients of all steps at once: dW = sum over the T * B rows of grad^T inputs.
+    rows_all = steps * batch
+    grad_projected_2d = grad_projected.view(rows_all, input_size + 3 * hidden)
+    grad_gate_pre = grad_projected_2d[:, :input_size].contiguous()  # (T*B, D)
+    grad_weight_h = mm.grad_weight(
+        grad_projected_2d, hidden_all[:steps].view(rows_all, hidden)
+    )  # (D + 3N, N)
+    grad_bias_h = grad_projected_2d.sum(0)  # (D + 3N,)
+    del grad_projected, grad_projected_2d
+    if x_mod is None:
+        x_mod = attention * x_seq  # (T, B, D): x~ again
+    grad_gi_2d = grad_gi.view(rows_all, 3 * hidden)
+    grad_weight_ih = mm.grad_weight(grad_gi_2d, x_mod.view(rows_all, input_size))  # (3N, D)
+    grad_bias_ih = grad_gi_2d.sum(0)
+    del x_mod, grad_gi, grad_gi_2d
+    grad_weight_xa = mm.grad_weight(grad_gate_pre, x_seq.view(rows_all, input_size))  # (D, D)
+
+    grad_x = None
+    if need_x:
+        # dx = a * dx~ + da_pre W_xa
+        direct = grad_x_mod.mul_(attention).view(rows_all, input_size)
+        del grad_x_mod
+        grad_x_seq = mm.linear_add(grad_gate_pre, weight_xa.t(), direct)  # (T*B, D)
+        del direct, grad_gate_pre
+        grad_x = _to_batch_first(grad_x_seq.view(steps, batch, input_size), inverse)  # (B, T, D)
+    grad_h0 = grad_h if order is None else grad_h.index_select(0, inverse.to(device))
+    return (
+        grad_x,
+        grad_h0,
+        grad_weight_xa,
+        grad_weight_h[:input_size],
+        grad_bias_h[:input_size],
+        grad_weight_ih,
+        grad_weight_h[input_size:],
+        grad_bias_ih,
+        grad_bias_h[input_size:],
+    )
+
+
+class _EleAttGRUFunction(torch.autograd.Function):
+    """Autograd wrapper: forward and hand-written backward through time."""
+
+    @staticmethod
+    def forward(ctx, x, h0, lengths, *args):
+        *weights, softmax, return_attention, backend = args
+        output, h_last, saved = _forward(
+            x, h0, lengths, weights, softmax, _BACKENDS[backend], keep_for_backward=True
+        )
+        x_seq, attention, hidden_all, gates, batch_sizes, order, inverse = saved
+        weight_xa, weight_ha, _, weight_ih, weight_hh, _, _ = weights
+        ctx.save_for_backward(
+            x_seq, attention, hidden_all, gates, weight_xa, weight_ha, weight_ih, weight_hh
+        )
+        ctx.meta = (batch_sizes, order, inverse, softmax, backend)
+        attention_out = _to_batch_first(attention, inverse) if return_attention else None
+        return output, h_last, attention_out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output, grad_h_last, grad_attention):
+        x_seq, attention, hidden_all, gates, *weights = ctx.saved_tensors
+        batch_sizes, order, inverse, softmax, backend = ctx.meta
+        saved = (x_seq, attention, hidden_all, gates, batch_sizes, order, inverse)
+        grad_x, grad_h0, *grad_weights = _backward(
+            grad_output,
+            grad_h_last,
+            grad_attention,
+            saved,
+            weights,
+            softmax,
+            _BACKENDS[backend],
+            need_x=ctx.needs_input_grad[0],
+        )
+        return (grad_x, grad_h0, None, *grad_weights, None, None, None)
+
+
+def eleatt_gru_sequence(
+    x: Tensor,
+    h0: Tensor | None,
+    lengths: Tensor | Sequence[int] | None,
+    weight_xa: Tensor,
+    weight_ha: Tensor,
+    bias_a: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias_ih: Tensor,
+    bias_hh: Tensor,
+    gate_activation: str,
+    return_attention: bool,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Run one EleAtt-GRU layer over a batch of sequences (fused fast path).
+
+    Computes, for each sample and each valid step t (``nn.GRU`` arithmetic, gates r, z, n):
+    ``a_t = act(W_xa x_t + W_ha h_{t-1} + b_a)``, ``x~_t = a_t * x_t`` and the GRU update of
+    ``h`` from ``x~_t``. Differentiable w.r.t. ``x``, ``h0``, all weights and biases (and,
+    when returned, through the attention); the backward is hand-written, not autograd's.
+
+    Args:
+        x: (B, T, D) batch-first input, float32 or float64.
+        h0: (B, N) initial state, or None for zeros.
+        lengths: (B,) integers in [1, T] (tensor on any device, or a sequence), or None when
+            every sequence has all T steps.
+        weight_xa: (D, D) gate weight on the input.
+        weight_ha: (D, N) gate weight on the previous state.
+        bias_a: (D,) gate bias.
+        weight_ih: (3N, D) ``nn.GRU``'s input weights (r, z, n).
+        weight_hh: (3N, N) ``nn.GRU``'s hidden weights.
+        bias_ih: (3N,) input-side bias.
+        bias_hh: (3N,) hidden-side bias.
+        gate_activation: ``"sigmoid"`` or ``"softmax"`` (over the D elements).
+        return_attention: also return ``a_t``.
+
+    Returns:
+        output (B, T, N), zero after each sequence's length; h_n (B, N), the state after each
+        sequence's last valid step; attention (B, T, D), zero at padded steps, or None.
+
+    >>> B, T, D, N = 2, 4, 6, 3
+    >>> w = [torch.randn(D, D), torch.randn(D, N), torch.randn(D), torch.randn(3 * N, D),
+    ...      torch.randn(3 * N, N), torch.randn(3 * N), torch.randn(3 * N)]
+    >>> out, h_n, att = eleatt_gru_sequence(torch.randn(B, T, D), None, torch.tensor([4, 2]),
+    ...                                     *w, "sigmoid", True)
+    >>> out.shape, h_n.shape, att.shape, bool(out[1, 2:].eq(0).all())
+    (torch.Size([2, 4, 3]), torch.Size([2, 3]), torch.Size([2, 4, 6]), True)
+    """
+    if gate_activation not in _GATE_ACTIVATIONS:
+        raise ValueError(
+            f"gate_activation must be one of {_GATE_ACTIVATIONS}; got {gate_activation!r}"
+        )
+    if not fused_gru_supported(x):
+        what = f"{x.dtype} {tuple(x.shape)} on {x.device}" if isinstance(x, Tensor) else type(x)
+        raise ValueError(
+            f"eleatt_gru_sequence: input must be a non-empty (B, T, D) float32/float64 tensor "
+            f"on CPU or CUDA; got {what}. Check fused_gru_supported(x) first, or use "
+            "EleAttGRU, which falls back to its step loop."
+        )
+    batch, steps, input_size = x.shape
+    hidden = weight_hh.shape[1]
+    weights = (weight_xa, weight_ha, bias_a, weight_ih, weight_hh, bias_ih, bias_hh)
+    expected = {
+        "weight_xa": (input_size, input_size),
+        "weight_ha": (input_size, hidden),
+        "bias_a": (input_size,),
+        "weight_ih": (3 * hidden, input_size),
+        "weight_hh": (3 * hidden, hidden),
+        "bias_ih": (3 * hidden,),
+        "bias_hh": (3 * hidden,),
+    }
+    for (name, shape), weight in zip(expected.items(), weights):
+        if tuple(weight.shape) != shape:
+            raise ValueError(
+                f"eleatt_gru_sequence: {name} must have shape {shape} for D={input_size}, "
+                f"N={hidden}; got {tuple(weight.shape)}"
+            )
+        if weight.dtype != x.dtype or weight.device != x.device:
+            raise ValueError(
+                f"eleatt_gru_sequence: {name} is {weight.dtype} on {weight.device} but the "
+                f"input is {x.dtype} on {x.device}; move the layer with .to(x)"
+            )
+    if h0 is None:
+        h0 = x.new_zeros(batch, hidden)
+    elif tuple(h0.shape) != (batch, hidden):
+        raise ValueError(
+            f"eleatt_gru_sequence: h0 must have shape (B, N) = {(batch, hidden)}; got "
+            f"{tuple(h0.shape)}"
+        )
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths)
+        if lengths.dtype == torch.bool or lengths.is_floating_point():
+            raise ValueError(
+                f"eleatt_gru_sequence: lengths must be integers (int64); got {lengths.dtype}"
+            )
+        if tuple(lengths.shape) != (batch,):
+            raise ValueError(
+                f"eleatt_gru_sequence: lengths must have shape (B,) = ({batch},); got "
+                f"{tuple(lengths.shape)}"
+            )
+        low, high = int(lengths.min()), int(lengths.max())
+        if low < 1 or high > steps:
+            raise ValueError(
+                f"eleatt_gru_sequence: lengths must lie in [1, T={steps}]; got {low}..{high}"
+            )
+    softmax = gate_activation == "softmax"
+    backend = matmul_backend(x)
+    tensors = (x, h0, *weights)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        output, h_last, attention = _EleAttGRUFunction.apply(
+            x, h0, lengths, *weights, softmax, return_attention, backend
+        )
+        return output, h_last, attention
+    # Inference: no graph, no per-step gates kept for a backward pass.
+    output, h_last, saved = _forward(
+        x, h0, lengths, weights, softmax, _BACKENDS[backend], keep_for_backward=False
+    )
+    attention = _to_batch_first(saved[1], saved[6]) if return_attention else None
+    return output, h_last, attention

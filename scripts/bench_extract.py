@@ -1,6 +1,21 @@
 """Extraction throughput and memory, side by side on the same generated videos.
 
-Measures, for one backbone (default resnet18 at 224, random init, no download):
+Default mode (``--mode speed``): for each backbone (default resnet18 and resnet50 at 224,
+random init, no download), on real-size H.264 videos written here (640x480 and 1280x720,
+moving colour content, B-frames), every frame:
+
+- the reference: the common per-frame approach (serial decode, per-frame PIL resize, crop
+  and normalise, float32 NCHW model on batches of ``--reference_batch_size``, nothing
+  overlapped; like v-iashin/video_features);
+- backbone only: preloaded preprocessed frames through :class:`FeatureRunner`;
+- end to end: ``run_extraction`` with float32 and with ``precision: auto`` (bfloat16 on a
+  CPU with native bfloat16 when the parity check passes);
+- the parity check of the fast path on frames of these videos;
+
+and prints our end-to-end frames/s over the reference's. Both sides run in this one process
+with the same allocator setting (``tune_malloc``, unless ``--no_tune_malloc``).
+
+``--mode pipeline`` is the extraction issue's benchmark, for one backbone:
 
 1. decode + preprocess only: the DecodePool workers (decord, sampling, resize + crop in uint8)
    with nothing downstream;
@@ -15,10 +30,11 @@ Measures, for one backbone (default resnet18 at 224, random init, no download):
 Prints frames/s for each and the ratio end-to-end / backbone-only (target >= 0.9 on a 2-core
 CPU), with the machine's load average, since other jobs on a shared machine skew every figure.
 
-    python scripts/bench_extract.py                      # ~2-4 minutes on 2 idle cores
-    python scripts/bench_extract.py --num_videos 2 --frames_per_video 64 --long_minutes 2
+    python scripts/bench_extract.py                      # speed: ~4-6 minutes on 2 idle cores
+    python scripts/bench_extract.py --backbones resnet18 --frames_per_video 60
+    python scripts/bench_extract.py --mode pipeline --num_videos 2 --long_minutes 2
 
-The videos are written with tests/video_factory.py (h264, the given size).
+Pipeline-mode videos are written with tests/video_factory.py (h264, the given size).
 """
 
 from __future__ import annotations
@@ -149,11 +165,243 @@ def end_to_end(config, output_root) -> tuple[int, float]:
     return summary.frames, summary.seconds
 
 
+# ---------------------------------------------------------------------------- speed mode
+
+
+def write_motion_video(path: Path, num_frames: int, size: tuple[int, int], fps: int, seed: int):
+    """A real-looking H.264 clip: moving colour gradients, a moving block and noise (yuv420p,
+    x264 "veryfast" with B-frames, crf 23)."""
+    import av
+    import numpy as np
+
+    width, height = size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "23"}
+        for i in range(num_frames):
+            image = np.stack(
+                [
+                    (xx + 4 * i + seed * 40) % 256,
+                    (yy + 2 * i) % 256,
+                    ((xx + yy) // 2 + 3 * i) % 256,
+                ],
+                axis=-1,
+            ).astype(np.uint8)
+            cx = width // 2 + int(width / 3 * np.sin(i / 10 + seed))
+            cy = height // 2 + int(height / 3 * np.cos(i / 13))
+            image[max(0, cy - 60) : cy + 60, max(0, cx - 60) : cx + 60] = (230, 40, 40)
+            image = np.clip(image + rng.integers(-8, 9, image.shape), 0, 255).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def reference_extract(paths, backbone, batch_size: int):
+    """The common per-frame approach: decode one frame, PIL-preprocess it, and run the
+    float32 NCHW model on each batch of ``batch_size`` frames as it fills; one step after
+    another, nothing prefetched or overlapped.
+
+    Returns:
+        ({path: (T, D) float32 features}, frames, seconds).
+    """
+    import av
+    import torch
+    from PIL import Image
+
+    from video_eleatt.features.preprocess import pil_transform
+
+    transform = pil_transform(backbone.preprocess)
+    model = backbone.model.float().to(memory_format=torch.contiguous_format).eval()
+    features, frames = {}, 0
+    started = time.perf_counter()
+    for path in paths:
+        outputs, batch = [], []
+        with av.open(str(path)) as container, torch.no_grad():
+            for frame in container.decode(video=0):
+                batch.append(transform(Image.fromarray(frame.to_ndarray(format="rgb24"))))
+                if len(batch) == batch_size:
+                    outputs.append(model(torch.stack(batch)))  # (B, D)
+                    batch = []
+            if batch:
+                outputs.append(model(torch.stack(batch)))
+        features[str(path)] = torch.cat(outputs)  # (T, D)
+        frames += len(features[str(path)])
+    return features, frames, time.perf_counter() - started
+
+
+def speed_main(args) -> None:
+    import torch
+
+    from video_eleatt.features.backbones import BackboneConfig, build_backbone
+    from video_eleatt.features.extract import (
+        ExtractConfig,
+        FeatureRunner,
+        candidate_precision,
+        parity_check,
+        tune_malloc,
+        warm_decode_workers,
+    )
+    from video_eleatt.features.preprocess import FramePreprocess
+    from video_eleatt.video.sampling import SamplingConfig
+
+    tuned = tune_malloc() if not args.no_tune_malloc else False
+    _print_machine(torch)
+    print(
+        f"allocator: {'tuned (mmap off, high trim threshold)' if tuned else 'glibc defaults'}"
+        " for every measurement below"
+    )
+    warm_decode_workers()
+    with tempfile.TemporaryDirectory() as tmp:
+        video_dir = Path(tmp) / "videos"
+        sizes = [(640, 480), (1280, 720)]
+        paths = [
+            write_motion_video(
+                video_dir / f"v{i}_{sizes[i % 2][0]}x{sizes[i % 2][1]}.mp4",
+                args.frames_per_video,
+                sizes[i % 2],
+                25,
+                seed=i,
+            )
+            for i in range(args.num_videos)
+        ]
+        print(
+            f"videos: {args.num_videos} H.264 clips of {args.frames_per_video} frames at 25 fps, "
+            f"half 640x480, half 1280x720 (yuv420p, crf 23, B-frames); every frame, input 224"
+        )
+        sampling = SamplingConfig(mode="all")
+        results = {}
+        for name in args.backbones:
+            backbone_config = BackboneConfig(name, "timm", weights="random")
+            backbone = build_backbone(backbone_config)
+            candidate = candidate_precision(torch.device("cpu"))
+            transform = FramePreprocess(backbone.preprocess, output="uint8")
+            frames = _preload(paths, sampling, transform)
+            report = parity_check(
+                backbone,
+                frames[:: max(1, len(frames) // 32)][:32],
+                torch.device("cpu"),
+                candidate,
+            )
+            auto = candidate if report.passed else "float32"
+            print(f"\n== {name} (random init), batch {args.batch_size}")
+            print(f"parity on frames of these videos: {report.describe()}")
+            print(f"precision auto -> {auto}")
+            runs = {"reference": [], "float32": [], auto: []}
+            backbone_rates = {}
+            for precision in dict.fromkeys(["float32", auto]):
+                runner = FeatureRunner(backbone, torch.device("cpu"), precision)
+                backbone_rates[precision] = _backbone_only(frames, runner, args.batch_size)
+            for repeat in range(args.repeats):  # alternate: other jobs come and go
+                reference = build_backbone(backbone_config)
+                _, count, seconds = reference_extract(paths, reference, args.reference_batch_size)
+                runs["reference"].append(count / seconds)
+                for precision in dict.fromkeys(["float32", auto]):
+                    config = ExtractConfig(
+                        videos=str(video_dir),
+                        backbone=backbone_config,
+                        sampling=sampling,
+                        batch_size=args.batch_size,
+                        num_workers=args.num_workers,
+                        chunk_size=args.chunk_size,
+                        precision=precision,
+                        device="cpu",
+                        progress=False,
+                        output_root=str(Path(tmp) / f"cache_{name}_{precision}_{repeat}"),
+                        tune_malloc=not args.no_tune_malloc,
+                    )
+                    runs[precision].append(_end_to_end_rate(config))
+            best = {key: max(values) for key, values in runs.items()}
+            ref = best["reference"]
+            print(f"reference (per-frame PIL, float32 NCHW): {ref:7.1f} frames/s")
+            for precision in dict.fromkeys(["float32", auto]):
+                e2e = best[precision]
+                print(
+                    f"ours end to end, {precision:9s}:           {e2e:7.1f} frames/s = "
+                    f"{e2e / ref:.2f} x reference; backbone only {backbone_rates[precision]:.1f}"
+                    f" frames/s (e2e / backbone {e2e / backbone_rates[precision]:.2f})"
+                )
+            results[name] = (best, auto, report)
+        print("\ntargets (issue 8; end to end over the reference, same videos, same run):")
+        for name, (best, auto, report) in results.items():
+            ref = best["reference"]
+            f32 = best["float32"] / ref
+            fast = best[auto] / ref
+            parity = "parity ok" if report.passed else "parity failed"
+            if name == "resnet18":
+                print(f"  resnet18 float32 >= 2x: {f32:.2f}x {'MET' if f32 >= 2 else 'NOT MET'}")
+                verdict = "MET" if fast >= 3 else "NOT MET"
+                print(f"  resnet18 {auto} ({parity}) >= 3x: {fast:.2f}x {verdict}")
+            else:
+                verdict = "MET" if fast >= 2 else "NOT MET"
+                print(
+                    f"  {name} >= 2x: {auto} ({parity}) {fast:.2f}x {verdict}; float32 {f32:.2f}x"
+                )
+    load = os.getloadavg()
+    print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def _print_machine(torch) -> None:
+    load = os.getloadavg()
+    print(
+        f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}"
+    )
+    print(
+        f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        "  (other jobs on this machine lower every figure below; ratios are side by side)"
+    )
+
+
+def _preload(paths, sampling, transform):
+    import torch
+
+    from video_eleatt.video.decode import VideoReader
+    from video_eleatt.video.sampling import sample_frame_indices
+
+    chunks = []
+    for path in paths:
+        reader = VideoReader(path)
+        indices = sample_frame_indices(
+            reader.info.num_frames, reader.info.fps, sampling, reader.frame_timestamps()
+        )
+        chunks += [transform(frames) for _, frames in reader.iter_frames(indices)]
+    return torch.cat(chunks)  # (N, 3, h, w) uint8
+
+
+def _backbone_only(images, runner, batch_size) -> float:
+    usable = max(batch_size, len(images) // batch_size * batch_size)
+    runner(images[:batch_size])  # warm-up (oneDNN primitive creation)
+    started = time.perf_counter()
+    for start in range(0, usable, batch_size):
+        runner(images[start : start + batch_size])
+    return usable / (time.perf_counter() - started)
+
+
+def _end_to_end_rate(config) -> float:
+    from video_eleatt.features.extract import run_extraction
+
+    summary = run_extraction(config)
+    if summary.failed:
+        raise RuntimeError(f"extraction failed: {summary.failures}")
+    return summary.frames / summary.seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backbone", default="resnet18", help="timm model name")
+    parser.add_argument("--mode", choices=("speed", "pipeline"), default="speed")
+    parser.add_argument("--backbones", nargs="+", default=["resnet18", "resnet50"])
+    parser.add_argument("--reference_batch_size", type=int, default=32)
+    parser.add_argument("--no_tune_malloc", action="store_true")
+    parser.add_argument("--backbone", default="resnet18", help="timm model name (pipeline)")
     parser.add_argument("--num_videos", type=int, default=4)
-    parser.add_argument("--frames_per_video", type=int, default=150)
+    parser.add_argument("--frames_per_video", type=int, default=100)
     parser.add_argument("--size", type=int, nargs=2, default=(320, 240), help="width height")
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of the videos")
     parser.add_argument("--batch_size", type=int, default=32)
@@ -167,9 +415,12 @@ def main() -> None:
         default=1.0,
         help="sampling rate for the short/long memory runs",
     )
-    parser.add_argument("--repeats", type=int, default=2, help="best of N for the two rates")
+    parser.add_argument("--repeats", type=int, default=1, help="best of N for each rate")
     parser.add_argument("--skip_memory", action="store_true")
     args = parser.parse_args()
+    if args.mode == "speed":
+        speed_main(args)
+        return
 
     sys.path.insert(0, str(REPO / "tests"))
     import torch

@@ -68,6 +68,7 @@ def test_indices_are_clamped_to_the_decodable_range(videos):
 
 def test_chunks_never_ask_decord_for_more_than_chunk_size(videos):
     reader = VideoReader(videos["mp4"])
+    reader.sequential_for = lambda indices: False  # the decord path (sparse requests)
     calls = []
     get_batch = reader._reader.get_batch
 
@@ -123,6 +124,7 @@ def test_decoder_resizes_to_decode_size(videos):
 
 def test_decode_error_names_path_count_fps_and_indices(videos):
     reader = VideoReader(videos["mp4"])
+    reader.sequential_for = lambda indices: False  # decord decodes (PyAV falls back to it too)
 
     def failing(indices):
         raise RuntimeError("[10:31:19] /src/video/video_reader.cc:1: Check failed: boom")
@@ -169,3 +171,42 @@ def test_read_index_rejects_a_frame_that_is_not_a_pattern():
     assert read_index(np.full((48, 64, 3), 0, np.uint8)) == 0
     with pytest.raises(ValueError, match="not an index frame"):
         read_index(np.full((48, 64, 3), 128, np.uint8))
+
+
+@pytest.mark.parametrize("name", ["lossy", "mkv", "vfr"])
+def test_dense_requests_decode_sequentially_and_match_decord(videos, name):
+    # the PyAV sequential path must give decord's frames bit for bit, chunked the same way
+    num_frames = VideoReader(videos[name]).info.num_frames
+    asked = [i for i in range(num_frames) if i % 3 != 1] + [4, 4]
+    dense = VideoReader(videos[name])
+    assert dense.sequential_for(np.sort(dense.clamp(asked)))
+    sparse = VideoReader(videos[name])
+    sparse.sequential_for = lambda indices: False
+    got = list(dense.iter_frames(asked, chunk_size=5))
+    expected = list(sparse.iter_frames(asked, chunk_size=5))
+    assert [i.tolist() for i, _ in got] == [i.tolist() for i, _ in expected]
+    for (_, frames), (_, reference) in zip(got, expected, strict=True):
+        assert torch.equal(frames, reference)
+    assert read_indices_flat(f for _, f in got) == sorted(asked)
+
+
+def test_sparse_or_resized_requests_use_decord(videos):
+    reader = VideoReader(videos["mp4"])
+    assert not reader.sequential_for(np.array([0, 39]))  # 20 frames apart on average
+    assert not VideoReader(videos["mp4"], width=32, height=24).sequential_for(np.arange(40))
+
+
+def test_sequential_mismatch_falls_back_to_decord_without_losing_frames(videos, monkeypatch):
+    from video_eleatt.video import decode
+
+    check = decode._SequentialDecoder._check
+
+    def fail_at_frame_21(self, frame_index, frame):
+        if frame_index == 21:
+            raise decode._SequentialMismatch("test")
+        check(self, frame_index, frame)
+
+    monkeypatch.setattr(decode._SequentialDecoder, "_check", fail_at_frame_21)
+    chunks = list(VideoReader(videos["mp4"]).iter_frames(range(40), chunk_size=8))
+    assert [len(indices) for indices, _ in chunks] == [8, 8, 8, 8, 8]
+    assert read_indices_flat(frames for _, frames in chunks) == list(range(40))

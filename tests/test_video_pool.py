@@ -211,3 +211,23 @@ def test_peak_memory_does_not_grow_with_video_length(tmp_path):
     kept_everything = 6000 * frame_bytes  # 74 MB; measured growth is under 15 MB
     assert worker_long - worker_short < kept_everything / 3
     assert parent_growth < kept_everything / 3
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+@pytest.mark.parametrize("sample_fps", [0.5, 2.0], ids=["sparse-decord", "dense-pyav"])
+def test_slow_consumer_does_not_let_the_decoder_read_the_video_into_memory(tmp_path, sample_fps):
+    # decord's thread runs ahead of get_batch and, while the worker waits on a slow consumer,
+    # decodes that lead into RGB frames: up to the whole video (74 MB here) before the fix
+    long = write_index_video(tmp_path / "long.mp4", 6000, size=(64, 64), lossless=False)
+    short = write_index_video(tmp_path / "short.mp4", 60, size=(64, 64), lossless=False)
+    sampling = SamplingConfig(mode="fps", fps=sample_fps)
+    peaks = []
+    for path in (short, long):
+        with DecodePool(1, 60, chunk_size=16, start_method="fork") as pool:
+            for event in pool.imap([DecodeTask("v", str(path), sampling)]):
+                assert not isinstance(event, VideoFailed), event
+                if isinstance(event, FrameChunk):
+                    time.sleep(0.1 if sample_fps < 1 else 0.025)
+            peaks.append(pool.worker_peak_rss()[0])
+    kept_everything = 6000 * 64 * 64 * 3
+    assert peaks[1] - peaks[0] < kept_everything / 4

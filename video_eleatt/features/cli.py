@@ -34,7 +34,7 @@ def _extract_parser() -> ArgumentParser:
     return parser
 
 
-BARE_FLAGS = ("--strict", "--retry_failed", "--progress")
+BARE_FLAGS = ("--strict", "--retry_failed", "--progress", "--parity_check", "--tune_malloc")
 
 
 def _expand_bare_flags(argv: list[str]) -> list[str]:
@@ -96,6 +96,21 @@ def extract_main(argv: list[str]) -> int:
     from video_eleatt.features import distributed
 
     config = parse_extract_config(argv)
+    if config.parity_check:
+        from video_eleatt.features.extract import run_parity_check
+
+        try:
+            report = run_parity_check(config)
+        except ValueError as err:
+            print(f"video-eleatt extract --parity_check: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(f"parity check: {report.describe()}")
+        if not report.passed:
+            print(
+                f"{report.precision} would NOT be used by `precision: auto` for this backbone "
+                "(float32 instead)"
+            )
+        return 0
     _, world_size = distributed.env_rank()
     if config.num_processes > 1 and world_size == 1:
         return distributed.launch_local(_run_rank, (config,), config.num_processes)

@@ -93,8 +93,18 @@ class ExtractConfig:
             killed and the video recorded as failed.
         chunk_size: frames per decoded chunk sent from a worker.
         dtype: storage dtype of the features ("float16" or "float32").
-        precision: compute precision: "auto" (float16 autocast on CUDA, float32 on CPU),
-            "float32", "bfloat16" or "float16" (autocast).
+        precision: compute precision: "auto" (the fastest the hardware offers whose features
+            pass the parity check: float16 autocast on CUDA, bfloat16 autocast on CPUs with
+            native bfloat16 (AVX512-BF16/AMX), else float32), or "float32", "bfloat16" or
+            "float16" (autocast) as given.
+        parity_threshold: "auto" keeps reduced precision only where the smallest per-frame
+            cosine similarity between its features and float32 NCHW features of the same
+            frames is at least this (see :func:`parity_check`).
+        parity_check: only run the parity check on frames of the first videos, print the
+            report and exit (``video-eleatt extract ... --parity_check``).
+        tune_malloc: stop glibc from returning large buffers to the OS after every forward
+            pass (``mallopt``; the decode workers get ``MALLOC_MMAP_MAX_``): at batch 32 a
+            resnet50 on CPU otherwise spends much of its time re-faulting activation memory.
         device: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
         output_root: caches go to ``<output_root>/<dataset>_<backbone>_<hash8>``.
         cache_dir: an explicit cache directory instead (still refused on a config mismatch).
@@ -118,6 +128,9 @@ class ExtractConfig:
     chunk_size: int = 16
     dtype: Literal["float16", "float32"] = "float16"
     precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    parity_threshold: float = 0.999
+    parity_check: bool = False
+    tune_malloc: bool = True
     device: str = "auto"
     output_root: str = "features"
     cache_dir: str | None = None
@@ -160,6 +173,7 @@ class ExtractSummary:
     seconds: float = 0.0
     failures: dict[str, str] = field(default_factory=dict)
     previously_failed: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def frames_per_second(self) -> float:
@@ -173,6 +187,7 @@ class ExtractSummary:
         self.seconds = max(self.seconds, other.seconds)
         self.failures.update(other.failures)
         self.previously_failed.update(other.previously_failed)
+        self.settings = self.settings or other.settings
 
     def report(self) -> str:
         """The human-readable summary printed at the end of a run."""
@@ -182,6 +197,8 @@ class ExtractSummary:
             f"({self.frames_per_second:.1f} frames/s)",
             f"cache: {self.cache_dir}",
         ]
+        if self.settings:
+            lines.append(f"settings: {describe_settings(self.settings)}")
         failures = {**self.previously_failed, **self.failures}
         if failures:
             lines.append(f"failed videos ({len(failures)}; reasons in {MANIFEST_NAME}):")
@@ -285,11 +302,245 @@ def _read_video_list(list_file: Path, root: Path) -> tuple[list[VideoTask], list
 # --------------------------------------------------------------------------- identity
 
 
-def resolve_precision(config: ExtractConfig, device: torch.device) -> str:
-    """The compute precision actually used ("float32", "float16" or "bfloat16")."""
+def cpu_has_native_bfloat16() -> bool:
+    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 on x86, BF16
+    on Arm); elsewhere oneDNN emulates it and bfloat16 autocast is slower than float32."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(("flags", "Features")):
+                    flags.update(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def candidate_precision(device: torch.device) -> str:
+    """The fastest precision ``precision: auto`` tries on ``device`` before the parity check."""
+    if device.type == "cuda":
+        return "float16"
+    if device.type == "cpu" and cpu_has_native_bfloat16():
+        return "bfloat16"
+    return "float32"
+
+
+def resolve_precision(
+    config: ExtractConfig, device: torch.device, backbone: Backbone | None = None
+) -> str:
+    """The compute precision used ("float32", "float16" or "bfloat16").
+
+    An explicit ``config.precision`` is used as given. ``auto`` takes
+    :func:`candidate_precision` and, given the ``backbone`` (with its weights), keeps it only
+    when :func:`select_precision`'s parity check passes; without a backbone (naming a cache
+    without loading weights) it returns the candidate.
+    """
     if config.precision != "auto":
         return config.precision
-    return "float16" if device.type == "cuda" else "float32"
+    candidate = candidate_precision(device)
+    if backbone is None or candidate == "float32":
+        return candidate
+    return select_precision(backbone, device, candidate, config.parity_threshold)[0]
+
+
+@dataclass
+class ParityReport:
+    """Fast-path features vs float32 NCHW features of the same frames.
+
+    Attributes:
+        precision: the fast path's precision.
+        num_frames: frames compared.
+        min_cosine: smallest per-frame cosine similarity.
+        mean_cosine: mean per-frame cosine similarity.
+        max_relative_error: largest per-frame ``|fast - ref| / |ref|`` (L2 norms).
+        mean_relative_error: mean of the same.
+        threshold: the ``min_cosine`` a reduced precision needs to be used by default.
+    """
+
+    precision: str
+    num_frames: int
+    min_cosine: float
+    mean_cosine: float
+    max_relative_error: float
+    mean_relative_error: float
+    threshold: float
+
+    @property
+    def passed(self) -> bool:
+        """True when ``min_cosine >= threshold``."""
+        return self.min_cosine >= self.threshold
+
+    def describe(self) -> str:
+        """One line for the run's output."""
+        verdict = "passes" if self.passed else "FAILS"
+        return (
+            f"{self.precision} vs float32 NCHW on {self.num_frames} frames: cosine min "
+            f"{self.min_cosine:.6f} mean {self.mean_cosine:.6f}, relative error max "
+            f"{self.max_relative_error:.2e} mean {self.mean_relative_error:.2e} ({verdict} "
+            f"min cosine >= {self.threshold:g})"
+        )
+
+
+def reference_features(
+    backbone: Backbone, frames: torch.Tensor, batch_size: int = 32
+) -> torch.Tensor:
+    """Float32 NCHW features of preprocessed uint8 frames (B, 3, h, w) -> (B, D), no autocast.
+
+    The plain path every speed-up is checked against (a copy of the model, default memory
+    format, ``torch.no_grad``).
+    """
+    import copy
+
+    model = copy.deepcopy(backbone.model).float().to(memory_format=torch.contiguous_format)
+    model = model.cpu().eval()
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(frames), batch_size):
+            images = normalize_frames(frames[start : start + batch_size], backbone.preprocess)
+            outputs.append(model(images.contiguous()).float())  # (b, D)
+    return torch.cat(outputs)
+
+
+def parity_check(
+    backbone: Backbone,
+    frames: torch.Tensor,
+    device: torch.device,
+    precision: str,
+    threshold: float = 0.999,
+    batch_size: int = 32,
+) -> ParityReport:
+    """Compares the fast path (:class:`FeatureRunner`) with float32 NCHW on the same frames.
+
+    Args:
+        backbone: the backbone, with the weights that will be used.
+        frames: uint8 (N, 3, h, w) preprocessed frames (resized and cropped).
+        device: where the fast path runs.
+        precision: the fast path's precision.
+        threshold: the smallest per-frame cosine similarity that passes.
+        batch_size: frames per forward pass (both paths).
+
+    Returns:
+        Per-frame cosine similarity (min, mean) and relative error of the fast path.
+
+    >>> parity_check(backbone, frames, torch.device("cpu"), "bfloat16").passed  # doctest: +SKIP
+    True
+    """
+    reference = reference_features(backbone, frames, batch_size).double()  # (N, D)
+    runner = FeatureRunner(backbone, device, precision)
+    fast = torch.cat(
+        [runner(frames[start : start + batch_size]) for start in range(0, len(frames), batch_size)]
+    ).double()  # (N, D)
+    cosine = torch.nn.functional.cosine_similarity(fast, reference, dim=1, eps=1e-12)
+    relative = (fast - reference).norm(dim=1) / reference.norm(dim=1).clamp_min(1e-12)
+    return ParityReport(
+        precision=precision,
+        num_frames=len(frames),
+        min_cosine=float(cosine.min()),
+        mean_cosine=float(cosine.mean()),
+        max_relative_error=float(relative.max()),
+        mean_relative_error=float(relative.mean()),
+        threshold=threshold,
+    )
+
+
+def probe_frames(preprocess: Any, num_frames: int = 16, seed: int = 0) -> torch.Tensor:
+    """Deterministic natural-looking test frames, uint8 (N, 3, h, w) at the crop size.
+
+    Smooth colour gradients, a few solid shapes, and mild noise: the same on every machine
+    and rank, so ``precision: auto`` decides the same everywhere for the same weights.
+    """
+    height, width = preprocess.crop_size
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.linspace(0, 1, height).view(1, height, 1)
+    x = torch.linspace(0, 1, width).view(1, 1, width)
+    frames = []
+    for _ in range(num_frames):
+        phase = torch.rand(3, 1, 1, generator=generator) * 6.28
+        image = 0.5 + 0.35 * torch.sin(
+            phase + 4 * x + 3 * y * torch.rand(3, 1, 1, generator=generator)
+        )
+        for _shape in range(3):
+            top, left = (torch.rand(2, generator=generator) * 0.7).tolist()
+            size = 0.1 + 0.2 * float(torch.rand(1, generator=generator))
+            colour = torch.rand(3, 1, 1, generator=generator)
+            rows = slice(int(top * height), int((top + size) * height))
+            columns = slice(int(left * width), int((left + size) * width))
+            image[:, rows, columns] = colour
+        image = image + 0.03 * torch.randn(3, height, width, generator=generator)
+        frames.append((image.clamp(0, 1) * 255).round().to(torch.uint8))
+    return torch.stack(frames)  # (N, 3, h, w)
+
+
+_PRECISION_DECISIONS: dict[tuple, tuple[str, ParityReport]] = {}
+
+
+def select_precision(
+    backbone: Backbone, device: torch.device, candidate: str, threshold: float = 0.999
+) -> tuple[str, ParityReport]:
+    """``candidate`` if its parity check on :func:`probe_frames` passes, else "float32".
+
+    Decided once per process for the same backbone identity, device and threshold.
+
+    Returns:
+        The precision to use and the parity report behind the decision.
+    """
+    key = (
+        json.dumps(backbone.identity, sort_keys=True, default=str),
+        str(device),
+        candidate,
+        threshold,
+    )
+    if key not in _PRECISION_DECISIONS:
+        report = parity_check(
+            backbone, probe_frames(backbone.preprocess), device, candidate, threshold
+        )
+        _PRECISION_DECISIONS[key] = (candidate if report.passed else "float32", report)
+    return _PRECISION_DECISIONS[key]
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 36)}
+
+
+def tune_malloc() -> bool:
+    """Keep large buffers in the heap between forward passes (glibc only).
+
+    By default glibc serves every allocation above 32 MB-ish with a fresh ``mmap`` and gives
+    it back on ``free``, so each forward pass at a large batch re-faults its activation
+    memory page by page (resnet50, batch 32, 2 CPU cores: about 32 -> 13 frames/s). This sets
+    ``M_MMAP_MAX = 0`` and a high ``M_TRIM_THRESHOLD`` for this process (memory is then held
+    at the peak working set and reused), and the same through ``MALLOC_*`` environment
+    variables for processes started afterwards (the decode workers' fork server).
+
+    Returns:
+        True when glibc accepted the settings.
+    """
+    import ctypes
+
+    os.environ.update({k: os.environ.get(k, v) for k, v in MALLOC_ENV.items()})
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+    except (OSError, AttributeError):
+        return False
+
+
+def describe_settings(settings: dict[str, Any]) -> str:
+    """The settings line of a run's output."""
+    parts = [
+        f"{settings['precision']} on {settings['device']}",
+        "channels_last",
+        "inference_mode",
+        f"batch {settings['batch_size']}",
+        f"{settings['num_workers']} decode workers (decode + resize + crop overlapped)",
+        f"malloc tuned: {'yes' if settings.get('malloc_tuned') else 'no'}",
+    ]
+    text = ", ".join(parts)
+    if settings.get("parity"):
+        text += f"; parity: {settings['parity']}"
+    return text
 
 
 def resolve_device(config: ExtractConfig, local_rank: int = 0) -> torch.device:
@@ -688,15 +939,30 @@ def run_extraction(config: ExtractConfig, rank: int = 0, world_size: int = 1) ->
 
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     device = resolve_device(config, local_rank)
-    precision = resolve_precision(config, device)
     source = resolve_source(config)
     tasks = source.tasks[: config.limit] if config.limit else source.tasks
+    malloc_tuned = tune_malloc() if config.tune_malloc else False
     warm_decode_workers()
     backbone = build_backbone(config.backbone)
     if backbone.untrained and rank == 0:
         from video_eleatt.features.backbones import untrained_banner
 
         print(untrained_banner(config.backbone.name), file=sys.stderr, flush=True)
+    precision = resolve_precision(config, device, backbone)
+    parity = None
+    if config.precision == "auto" and candidate_precision(device) != "float32":
+        parity = select_precision(
+            backbone, device, candidate_precision(device), config.parity_threshold
+        )[1]
+    settings = {
+        "precision": precision,
+        "device": str(device),
+        "batch_size": config.batch_size,
+        "num_workers": config.num_workers,
+        "malloc_tuned": malloc_tuned,
+        "parity": parity.describe() if parity is not None else None,
+        "reduced_precision_refused": parity is not None and not parity.passed,
+    }
     cache_config_dict = cache_config(config, backbone, source, precision)
     cache_dir = cache_dir_for(config, source.name, cache_config_dict["features"])
     if rank == 0:
@@ -708,7 +974,7 @@ def run_extraction(config: ExtractConfig, rank: int = 0, world_size: int = 1) ->
         create_cache(cache_dir, cache_config_dict)  # checks; rank 0 has written it
 
     manifest_rows = read_manifest(cache_dir)
-    summary = ExtractSummary(cache_dir=str(cache_dir))
+    summary = ExtractSummary(cache_dir=str(cache_dir), settings=settings)
     todo = []
     for task in distributed.shard(tasks, rank, world_size):
         row = manifest_rows.get(task.rel_path)
@@ -735,6 +1001,8 @@ def run_extraction(config: ExtractConfig, rank: int = 0, world_size: int = 1) ->
             file=sys.stderr,
             flush=True,
         )
+    if rank == 0 and (show or settings["reduced_precision_refused"]):
+        print(f"settings: {describe_settings(settings)}", file=sys.stderr, flush=True)
     try:
         with ManifestWriter(cache_dir / manifest_name) as manifest:
             if todo:
@@ -744,7 +1012,7 @@ def run_extraction(config: ExtractConfig, rank: int = 0, world_size: int = 1) ->
             progress.close()
     summaries = distributed.gather_objects(summary, world_size)
     if rank == 0:
-        total = ExtractSummary(cache_dir=str(cache_dir))
+        total = ExtractSummary(cache_dir=str(cache_dir), settings=settings)
         for part in summaries:
             total.merge(part)
         compact_manifest(cache_dir)
@@ -752,6 +1020,45 @@ def run_extraction(config: ExtractConfig, rank: int = 0, world_size: int = 1) ->
         summary = total
     distributed.barrier(world_size)
     return summary
+
+
+def run_parity_check(config: ExtractConfig, max_frames: int = 32) -> ParityReport:
+    """The parity check of ``config``'s fast path on frames of its first videos.
+
+    Decodes up to ``max_frames`` frames (the config's sampling, spread over the first videos
+    that decode), preprocesses them as extraction does, and compares the fast path at the
+    precision the run would try (the configured one, or ``auto``'s candidate) with float32
+    NCHW. Used by ``video-eleatt extract ... --parity_check``.
+
+    Raises:
+        ValueError: no video of the source could be decoded.
+    """
+    from video_eleatt.video.decode import VideoDecodeError, VideoReader
+    from video_eleatt.video.sampling import sample_frame_indices
+
+    device = resolve_device(config)
+    backbone = build_backbone(config.backbone)
+    precision = candidate_precision(device) if config.precision == "auto" else config.precision
+    transform = FramePreprocess(backbone.preprocess, output="uint8")
+    chunks, count = [], 0
+    for task in resolve_source(config).tasks:
+        try:
+            reader = VideoReader(task.path)
+            indices = sample_frame_indices(
+                reader.info.num_frames, reader.info.fps, config.sampling, reader.frame_timestamps()
+            )
+            wanted = max(1, min(8, max_frames - count))
+            picked = indices[np.linspace(0, len(indices) - 1, wanted).round().astype(int)]
+            for _, frames in reader.iter_frames(np.unique(picked)):
+                chunks.append(transform(frames))  # (n, 3, h, w) uint8
+                count += len(frames)
+        except (VideoDecodeError, ValueError):
+            continue
+        if count >= max_frames:
+            break
+    if not chunks:
+        raise ValueError(f"parity check: no video of {config.videos or config.dataset} decoded")
+    return parity_check(backbone, torch.cat(chunks), device, precision, config.parity_threshold)
 
 
 def failed_in_cache(cache_dir: str | Path, rel_paths: Iterable[str]) -> dict[str, str]:
@@ -770,9 +1077,13 @@ __all__ = [
     "ExtractSummary",
     "FeatureRunner",
     "FrameBatcher",
+    "ParityReport",
     "VideoTask",
     "extract_videos",
+    "parity_check",
     "resolve_cache_dir",
     "resolve_source",
     "run_extraction",
+    "run_parity_check",
+    "select_precision",
 ]

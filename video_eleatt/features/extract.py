@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from video_eleatt.datasets import DatasetSpec
+from video_eleatt.datasets._common import VIDEO_EXTENSIONS
 from video_eleatt.features.backbones import Backbone, BackboneConfig, build_backbone
 from video_eleatt.features.cache import (
     CONFIG_NAME,
@@ -52,20 +53,6 @@ from video_eleatt.features.preprocess import FramePreprocess, normalize_frames
 from video_eleatt.video.sampling import SamplingConfig
 
 PIPELINE_VERSION = "video_eleatt.features.extract/1"
-VIDEO_EXTENSIONS = (
-    ".mp4",
-    ".avi",
-    ".mkv",
-    ".webm",
-    ".mov",
-    ".m4v",
-    ".mpg",
-    ".mpeg",
-    ".flv",
-    ".wmv",
-    ".3gp",
-    ".ogv",
-)
 
 
 def _default_sampling() -> SamplingConfig:

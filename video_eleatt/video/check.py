@@ -31,9 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from video_eleatt.datasets._common import VIDEO_EXTENSIONS
 from video_eleatt.video.decode import VideoInfo
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv")
 
 
 @dataclass(frozen=True)
@@ -205,7 +204,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--extensions",
         type=list[str],
-        default=list(VIDEO_EXTENSIONS),
+        default=sorted(VIDEO_EXTENSIONS),
         help="video file extensions for --folder",
     )
     parser.add_argument("--output", type=str | None, default=None, help="TSV of unreadable ones")

@@ -1,0 +1,137 @@
+"""``video-eleatt demo`` at smoke-test size, through the same stages as the full demo.
+
+One reduced demo (2 clips per class, a tiny random backbone, 2 seeds, 1 epoch) is run once per
+session into the session's temporary folder; the rerun, the files and the predict tests
+(tests/test_predict_video.py) use it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from video_eleatt.demo.main import DemoOptions, main, plan_demo
+
+QUICK_ARGS = ["--quick", "--videos_per_class", "2", "--epochs", "1", "--parallel", "1"]
+
+
+def run_quick_demo(base: Path) -> tuple[int, Path, Path]:
+    """Runs (or reruns) the reduced demo under ``base``; returns (exit code, data, output)."""
+    data_dir, output_dir = base / "data", base / "runs"
+    code = main([*QUICK_ARGS, "--data_dir", str(data_dir), "--output_dir", str(output_dir)])
+    return code, data_dir, output_dir
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    import contextlib
+    import io
+
+    base = tmp_path_factory.getbasetemp() / "quick_demo"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code, data_dir, output_dir = run_quick_demo(base)
+    return {"code": code, "data": data_dir, "runs": output_dir, "stdout": stdout.getvalue()}
+
+
+def test_reduced_demo_writes_report_summary_and_says_features_are_untrained(quick_demo):
+    assert quick_demo["code"] == 0, quick_demo["stdout"][-3000:]
+    runs = quick_demo["runs"]
+    stdout = quick_demo["stdout"]
+    assert "UNTRAINED" in stdout
+    for name in ("report.md", "summary.csv", "comparisons.csv", "figures/loss_curves.png"):
+        assert (runs / name).is_file(), name
+    summary = json.loads((runs / "demo_summary.json").read_text())
+    assert summary["complete"] is True
+    assert {row["variant"]: row["runs"] for row in summary["variants"]} == {
+        "baseline_gru": 2,
+        "eleatt_gru": 2,
+    }
+    for row in summary["variants"]:
+        assert 0.0 <= row["top1_mean_pct"] <= 100.0
+        assert row["top1_std_pct"] is not None  # two seeds: a spread is reported
+    # The printed table names both arms with mean ± std over the 2 seeds, and the verdict.
+    assert "Baseline-GRU (128)" in stdout and "EleAtt-GRU (128)" in stdout
+    assert "(n = 2)" in stdout and "vs Baseline-GRU" in stdout
+    assert f"report:     {runs / 'report.md'}" in stdout
+    # The dataset is the generator's, in UCF101 layout, with 8 classes x 2 clips.
+    videos = sorted((quick_demo["data"] / "motion_quick_v2" / "UCF-101").rglob("*.mp4"))
+    assert len(videos) == 16
+    # Attention of the first EleAtt run, with a frame overlay.
+    assert list((runs / "attention").glob("overlay_*.png"))
+
+
+def test_rerun_reuses_dataset_features_and_runs(quick_demo, tmp_path_factory, capsys):
+    assert quick_demo["code"] == 0
+    runs = quick_demo["runs"]
+    results = sorted(runs.glob("runs/*/split-*/seed-*/result.json"))
+    assert len(results) == 4
+    before = {path: path.stat().st_mtime_ns for path in results}
+    videos = sorted(quick_demo["data"].rglob("*.mp4"))
+    video_times = {path: path.stat().st_mtime_ns for path in videos}
+
+    code, _, _ = run_quick_demo(tmp_path_factory.getbasetemp() / "quick_demo")
+    out = capsys.readouterr()
+    assert code == 0
+    assert "already complete: reusing 16 videos" in out.out
+    assert "0 ok, 0 failed, 16 skipped (already done)" in out.out
+    assert "4 of 4 runs already finished: not repeated" in out.err
+    assert {path: path.stat().st_mtime_ns for path in results} == before
+    assert {path: path.stat().st_mtime_ns for path in videos} == video_times
+
+
+def test_options_that_change_results_get_their_own_folders():
+    default = plan_demo(DemoOptions())
+    assert default.dataset_root == Path("data/demo/motion")
+    assert default.output_dir == Path("runs/demo")
+    assert default.tag == ""
+    other = plan_demo(DemoOptions(videos_per_class=20, epochs=5, device="cuda"))
+    assert other.dataset_root == Path("data/demo/motion_v20")
+    assert other.output_dir == Path("runs/demo_v20_e5_cuda")
+    assert other.synth.videos_per_class == 20
+    assert "--device=cuda" in other.extract_args
+    assert any('"max_epochs": 5' in arg for arg in other.compare_args)
+
+
+def test_unwritable_data_dir_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code = main(
+        [*QUICK_ARGS, "--data_dir", str(blocker / "data"), "--output_dir", str(tmp_path / "runs")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "cannot write to" in err and "--data_dir" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_foreign_folder_at_the_dataset_place_is_left_alone(tmp_path, capsys):
+    dataset_root = tmp_path / "data" / "motion_quick_v2"
+    dataset_root.mkdir(parents=True)
+    (dataset_root / "holiday.mp4").write_bytes(b"mine")
+    code = main(
+        [*QUICK_ARGS, "--data_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "runs")]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "the generate stage failed" in err and "does not look like a demo dataset" in err
+    assert [p.name for p in dataset_root.iterdir()] == ["holiday.mp4"]
+    assert not (tmp_path / "data" / "features").exists()
+    assert not list((tmp_path / "runs").glob("*.json"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--videos_per_class", "1"], "at least 2"),
+        (["--pretrained", "--backbone_weights", "w.pth"], "not both"),
+        (["--no_such_option", "1"], "no_such_option"),
+    ],
+)
+def test_bad_options_exit_2_with_the_reason(tmp_path, capsys, args, message):
+    code = main([*args, "--data_dir", str(tmp_path / "d"), "--output_dir", str(tmp_path / "r")])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

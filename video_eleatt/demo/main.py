@@ -1,0 +1,614 @@
+"""``video-eleatt demo``: the main job, offline, on the generated demo dataset.
+
+One command runs the whole system on real encoded videos::
+
+    generate   data/demo/motion/            UCF101-layout H.264 clips (skipped when complete)
+    extract    data/demo/features/motion/   per-frame resnet18 features (RANDOM weights)
+    compare    runs/demo/                   Baseline-GRU vs EleAtt-GRU over seeds, report.md
+    attention  runs/demo/attention/         first-layer attention of one EleAtt run
+
+Every stage is resumable and writes atomically (the generator renames a finished folder into
+place, the cache writes one file per video, the comparison keeps finished runs), so a rerun
+reuses what exists and an interrupted run continues. Options that change what is computed
+(dataset size, epochs, weights, device, ``--quick``) get their own folders, so they never mix
+with the default run.
+
+>>> main([])  # doctest: +SKIP
+>>> main(["--quick", "true"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+DEFAULT_DATA_DIR = "data/demo"
+DEFAULT_OUTPUT_DIR = "runs/demo"
+CONFIG_DIR = Path("configs") / "demo"
+EXTRACT_CONFIG = "extract.yaml"
+COMPARE_CONFIG = "compare.yaml"
+SUMMARY_FILE = "demo_summary.json"
+DATASET_NAME = "motion"
+
+# --quick: the same stages at smoke-test size (about a minute on 2 cores; the accuracies
+# mean nothing). timm's 96-d test_resnet at 64x64 instead of resnet18 at 112x112.
+QUICK_VIDEOS_PER_CLASS = 4
+QUICK_SEEDS = [0, 1]
+QUICK_EPOCHS = 2
+QUICK_BACKBONE: dict[str, Any] = {
+    "name": "test_resnet",
+    "model_kwargs": {"pretrained_cfg_overlay": {"input_size": [3, 64, 64], "crop_pct": 1.0}},
+}
+QUICK_FRAMES = 6
+
+
+class DemoError(RuntimeError):
+    """A stage of the demo cannot run (the message says why and the fix)."""
+
+
+@dataclass
+class DemoOptions:
+    """Options of ``video-eleatt demo``.
+
+    Attributes:
+        data_dir: Folder of the demo dataset (``<data_dir>/motion``) and its feature caches
+            (``<data_dir>/features``).
+        output_dir: Folder of the comparison runs, report and figures. Default ``runs/demo``,
+            with a suffix naming the options that change the results (e.g.
+            ``runs/demo_quick``, ``runs/demo_v40``).
+        videos_per_class: Clips per class of the generated dataset (default: the generator's).
+        seeds: Seeds per variant (default: those of ``configs/demo/compare.yaml``).
+        epochs: Training epochs per run (default: those of ``configs/demo/train.yaml``).
+        device: "cpu", or "cuda" to extract and train on the GPU (when available).
+        pretrained: Use the backbone's pretrained ImageNet weights (needs internet or timm's
+            cache) instead of random weights.
+        backbone_weights: A local weights file (.safetensors / .pth) for the backbone
+            (resnet18 unless ``--quick``), instead of random weights.
+        quick: Smoke-test size: a few videos per class, a tiny backbone, 2 seeds, 2 epochs.
+        parallel: Comparison runs at once (each on its own CPU core).
+        num_workers: Processes generating and decoding videos.
+        attention: Draw the first-layer attention of one EleAtt run (with frame overlays).
+    """
+
+    data_dir: str = DEFAULT_DATA_DIR
+    output_dir: str | None = None
+    videos_per_class: int | None = None
+    seeds: list[int] | None = None
+    epochs: int | None = None
+    device: Literal["cpu", "cuda"] = "cpu"
+    pretrained: bool = False
+    backbone_weights: str | None = None
+    quick: bool = False
+    parallel: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
+    num_workers: int = 2
+    attention: bool = True
+
+
+@dataclass
+class DemoPlan:
+    """Where every stage reads and writes, resolved from :class:`DemoOptions`."""
+
+    dataset_root: Path
+    features_root: Path
+    output_dir: Path
+    extract_config: Path
+    compare_config: Path
+    synth: Any  # SynthConfig
+    extract_args: list[str]
+    compare_args: list[str]
+    tag: str
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+def config_path(name: str) -> Path:
+    """``configs/demo/<name>`` of the working folder, else of this package's source checkout.
+
+    Raises:
+        DemoError: when neither exists.
+    """
+    local = CONFIG_DIR / name
+    if local.is_file():
+        return local
+    checkout = Path(__file__).resolve().parents[2] / CONFIG_DIR / name
+    if checkout.is_file():
+        return checkout
+    raise DemoError(
+        f"the demo config {local} is missing (looked in {Path.cwd()} and {checkout.parent}); "
+        "run the demo from the repository root"
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def plan_demo(options: DemoOptions) -> DemoPlan:
+    """Folders, the dataset parameters and the stage arguments for ``options``.
+
+    Raises:
+        DemoError: an option out of range or a config file missing.
+    """
+    from video_eleatt.demo.synth import SynthConfig
+
+    default_videos = SynthConfig().videos_per_class
+    videos = options.videos_per_class or (
+        QUICK_VIDEOS_PER_CLASS if options.quick else default_videos
+    )
+    try:
+        synth = SynthConfig(videos_per_class=videos)
+    except ValueError as err:
+        raise DemoError(f"--videos_per_class {videos}: {err}") from err
+    if options.pretrained and options.backbone_weights:
+        raise DemoError("give --pretrained or --backbone_weights <file>, not both")
+    if options.parallel < 1 or options.num_workers < 1:
+        raise DemoError(
+            f"--parallel {options.parallel} and --num_workers {options.num_workers} must be >= 1"
+        )
+    if options.epochs is not None and options.epochs < 1:
+        raise DemoError(f"--epochs {options.epochs}: expected at least 1")
+
+    extract_config = config_path(EXTRACT_CONFIG)
+    compare_config = config_path(COMPARE_CONFIG)
+    compare_yaml = _read_yaml(compare_config)
+    base_configs = [str(config_path(Path(p).name)) for p in compare_yaml.get("base_config", [])]
+    seeds = options.seeds or (QUICK_SEEDS if options.quick else compare_yaml.get("seeds"))
+    epochs = options.epochs or (QUICK_EPOCHS if options.quick else None)
+
+    # Everything that changes the results names its own folders: never mixed, never refused.
+    dataset_parts = ["quick"] if options.quick else []
+    if options.videos_per_class and options.videos_per_class != (
+        QUICK_VIDEOS_PER_CLASS if options.quick else default_videos
+    ):
+        dataset_parts.append(f"v{videos}")
+    run_parts = list(dataset_parts)
+    if options.epochs:
+        run_parts.append(f"e{options.epochs}")
+    if options.pretrained:
+        run_parts.append("pretrained")
+    if options.backbone_weights:
+        run_parts.append("weights")
+    if options.device == "cuda":
+        run_parts.append("cuda")
+    dataset_root = Path(options.data_dir) / "_".join([DATASET_NAME, *dataset_parts])
+    features_root = Path(options.data_dir) / "features" / dataset_root.name
+    tag = "_".join(run_parts)
+    output_dir = Path(
+        options.output_dir or (f"{DEFAULT_OUTPUT_DIR}_{tag}" if tag else DEFAULT_OUTPUT_DIR)
+    )
+
+    extract_args = [
+        "--config",
+        str(extract_config),
+        f"--dataset.root={dataset_root}",
+        f"--output_root={features_root}",
+        f"--device={options.device}",
+        f"--num_workers={options.num_workers}",
+    ]
+    if options.quick:
+        extract_args += [
+            f"--backbone.name={QUICK_BACKBONE['name']}",
+            f"--backbone.model_kwargs={json.dumps(QUICK_BACKBONE['model_kwargs'])}",
+            "--sampling.mode=uniform",
+            f"--sampling.num_frames={QUICK_FRAMES}",
+        ]
+    if options.pretrained:
+        extract_args.append("--backbone.weights=pretrained")
+    elif options.backbone_weights:
+        if not Path(options.backbone_weights).is_file():
+            raise DemoError(
+                f"--backbone_weights {options.backbone_weights} is not a file; give a "
+                ".safetensors or .pth file of the backbone's weights"
+            )
+        extract_args.append(f"--backbone.weights={options.backbone_weights}")
+
+    trainer: dict[str, Any] = {"accelerator": "gpu" if options.device == "cuda" else "cpu"}
+    if epochs:
+        trainer["max_epochs"] = epochs
+    compare_args = [
+        "--config",
+        str(compare_config),
+        f"--base_config={json.dumps(base_configs)}",
+        f"--output_dir={output_dir}",
+        f"--seeds={json.dumps(seeds)}",
+        f"--trainer={json.dumps(trainer)}",
+        f"--parallel={options.parallel}",
+    ]
+    return DemoPlan(
+        dataset_root=dataset_root,
+        features_root=features_root,
+        output_dir=output_dir,
+        extract_config=extract_config,
+        compare_config=compare_config,
+        synth=synth,
+        extract_args=extract_args,
+        compare_args=compare_args,
+        tag=tag,
+    )
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """Creates ``folder`` if needed and checks a file can be written in it.
+
+    Raises:
+        DemoError: naming the folder, the reason and the option that moves it.
+    """
+    probe = folder / f".demo-write-test-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise DemoError(
+            f"cannot write to {folder}: {err.strerror or err}. Pass {option} <a writable folder>"
+        ) from err
+
+
+# ----------------------------------------------------------------------------- the stages
+
+
+def _stage(title: str) -> float:
+    print(f"\n=== {title}", flush=True)
+    return time.perf_counter()
+
+
+def generate_stage(plan: DemoPlan, num_workers: int) -> Any:
+    """The demo dataset at ``plan.dataset_root`` (written unless complete)."""
+    from video_eleatt.demo.synth import DemoDataError, generate_dataset
+
+    config = plan.synth
+    total = config.videos_per_class * len(config.classes)
+    print(
+        f"{len(config.classes)} classes x {config.videos_per_class} clips "
+        f"({config.width}x{config.height}, {config.fps} fps, ~{config.duration_s:g} s) "
+        f"at {plan.dataset_root}",
+        flush=True,
+    )
+    last = [0.0]
+
+    def progress(done: int, count: int) -> None:
+        if done == count or time.monotonic() - last[0] > 5.0:
+            last[0] = time.monotonic()
+            print(f"  {done}/{count} videos written", flush=True)
+
+    try:
+        dataset = generate_dataset(plan.dataset_root, config, num_workers, progress)
+    except DemoDataError as err:
+        raise DemoError(str(err)) from err
+    if dataset.created:
+        print(f"wrote {total} videos in {dataset.seconds:.0f} s", flush=True)
+    else:
+        print(f"already complete: reusing {total} videos", flush=True)
+    print(
+        f"  train {dataset.num_train} / test {dataset.num_test} videos; classes: "
+        f"{', '.join(dataset.class_names)}"
+    )
+    return dataset
+
+
+def extract_stage(plan: DemoPlan) -> Path:
+    """Features of every video of the dataset; returns the cache directory.
+
+    Raises:
+        DemoError: the extraction could not run, or some videos failed (named).
+    """
+    from video_eleatt.features.cache import CacheError
+    from video_eleatt.features.cli import parse_extract_config
+    from video_eleatt.features.extract import run_extraction
+
+    config = parse_extract_config(plan.extract_args)
+    backbone = config.backbone
+    if backbone.weights == "random":
+        line = "!" * 78
+        print(
+            f"{line}\n!! The demo's backbone ({backbone.name}) has RANDOM weights: the features "
+            "are UNTRAINED.\n!! The comparison below shows the pipeline and the gate at work "
+            "on a synthetic\n!! task; it says nothing about real videos. Real features: "
+            f"--pretrained or --backbone_weights.\n{line}",
+            flush=True,
+        )
+    try:
+        summary = run_extraction(config)
+    except (CacheError, ValueError) as err:
+        raise DemoError(f"{type(err).__name__}: {err}") from err
+    print(summary.report(), flush=True)
+    failures = {**summary.previously_failed, **summary.failures}
+    if failures:
+        shown = "; ".join(f"{key}: {reason}" for key, reason in list(failures.items())[:3])
+        raise DemoError(
+            f"{len(failures)} demo video(s) could not be extracted ({shown}). The demo videos "
+            f"are generated, so this points at the decoder: run `video-eleatt check "
+            f"{plan.dataset_root}`; delete {plan.dataset_root} to regenerate them"
+        )
+    return Path(summary.cache_dir)
+
+
+def compare_stage(plan: DemoPlan, cache_dir: Path) -> Any:
+    """Runs (or resumes) the comparison on ``cache_dir``; returns its outcome.
+
+    Raises:
+        DemoError: the comparison's configuration is unusable (with the reason).
+    """
+    from video_eleatt.compare.cli import build_compare_parser
+    from video_eleatt.compare.runner import CompareConfig, ComparisonError, run_comparison
+
+    parser = build_compare_parser()
+    args = [*plan.compare_args, f"--data={json.dumps({'cache': str(cache_dir)})}"]
+    namespace = parser.parse_args(args)
+    config_text = parser.dump(namespace, skip_none=False)
+    values = parser.instantiate(namespace)
+    config = CompareConfig(**{f.name: values[f.name] for f in fields(CompareConfig)})
+    variants = len(config.variants or {}) or 2
+    print(
+        f"{variants} variants x {len(config.seeds)} seeds = {variants * len(config.seeds)} runs, "
+        f"{config.parallel} at a time, into {config.output_dir} (finished runs are reused)",
+        flush=True,
+    )
+    try:
+        return run_comparison(config, config_text)
+    except ComparisonError as err:
+        raise DemoError(str(err)) from err
+
+
+def attention_stage(plan: DemoPlan, outcome: Any) -> Any:
+    """First-layer attention of the first EleAtt run (statistics, time maps, overlays)."""
+    from video_eleatt.compare.attention_run import (
+        AttentionConfig,
+        AttentionOutcome,
+        run_attention,
+    )
+
+    eleatt = [
+        row
+        for row in outcome.report.summary
+        if row.get("split") == "all" and "eleatt" in str(row.get("variant", "")).lower()
+    ]
+    variant = str(eleatt[0]["variant"]) if eleatt else "eleatt_gru"
+    run_dirs = sorted((plan.output_dir / "runs" / variant).glob("split-*/seed-*"))
+    finished = [path for path in run_dirs if (path / "result.json").is_file()]
+    if not finished:
+        print("no finished EleAtt run: attention skipped")
+        return None
+    output_dir = plan.output_dir / "attention"
+    done = output_dir / "attention.md"
+    drawn = done.is_file() and any(output_dir.glob("overlay_*.png"))
+    if drawn and done.stat().st_mtime > (finished[0] / "result.json").stat().st_mtime:
+        print(f"already drawn for {finished[0]}: reusing {output_dir}")
+        return AttentionOutcome(output_dir=output_dir, files=[done], stats=None)
+    config = AttentionConfig(
+        checkpoint=str(finished[0]),
+        output_dir=str(output_dir),
+        num_videos=4,
+        max_frames=6,
+    )
+    result = run_attention(config)
+    print(result.summary(), flush=True)
+    return result
+
+
+# ----------------------------------------------------------------------------- the summary
+
+
+def summary_rows(outcome: Any) -> list[dict[str, Any]]:
+    """Per variant over all seeds: label, top-1 mean and std (%), runs."""
+    rows = [row for row in outcome.report.summary if row.get("split") == "all"]
+    return rows or list(outcome.report.summary)
+
+
+def format_demo_summary(
+    plan: DemoPlan, outcome: Any, attention: Any, seconds: dict[str, float]
+) -> str:
+    """The closing lines: the table, the verdicts and where everything is."""
+    from video_eleatt.compare.stats import Summary
+
+    lines = [
+        "",
+        "=" * 78,
+        "Demo results (test top-1 over seeds; features from an UNTRAINED backbone)",
+    ]
+    rows = summary_rows(outcome)
+    width = max([len(str(row["label"])) for row in rows] + [7])
+    lines.append(f"  {'variant':<{width}}  test top-1 (%), mean ± std     runs")
+    for row in rows:
+        top1 = Summary(row["top1_mean_pct"], row["top1_std_pct"], row["top1_n"])
+        lines.append(f"  {row['label']:<{width}}  {top1.format():<28}  {row['num_runs']}")
+    lines += [f"  {sentence}" for sentence in outcome.report.verdicts.values()]
+    lines += [f"  problem: {problem}" for problem in outcome.report.problems]
+    report_dir = outcome.report.output_dir
+    lines += [
+        "",
+        f"report:     {report_dir / 'report.md'}",
+        f"figures:    {report_dir / 'figures'}/ (loss and accuracy curves, confusion matrices)",
+        f"runs:       {report_dir / 'runs'}/<variant>/split-default/seed-<n>/ "
+        "(checkpoints, history.csv)",
+    ]
+    if attention is not None:
+        lines.append(f"attention:  {attention.output_dir}/ (attention.md, overlay_*.png)")
+    lines.append(f"dataset:    {plan.dataset_root}")
+    timing = ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items())
+    lines.append(f"time:       {timing}")
+    checkpoint = _example_checkpoint(plan)
+    sample = _example_video(plan)
+    if checkpoint and sample:
+        lines += [
+            "",
+            "Classify a video with a trained model:",
+            f"  video-eleatt predict --checkpoint {checkpoint} {sample} "
+            "--attention_overlay overlay.png",
+        ]
+    lines.append("=" * 78)
+    return "\n".join(lines)
+
+
+def _example_checkpoint(plan: DemoPlan) -> str | None:
+    for path in sorted(plan.output_dir.glob("runs/eleatt*/split-*/seed-*/checkpoints/last.ckpt")):
+        return str(path)
+    return None
+
+
+def _example_video(plan: DemoPlan) -> str | None:
+    test_list = plan.dataset_root / "ucfTrainTestlist" / "testlist01.txt"
+    if not test_list.is_file():
+        return None
+    first = test_list.read_text().split()
+    return str(plan.dataset_root / "UCF-101" / first[0]) if first else None
+
+
+def write_summary_file(
+    plan: DemoPlan, outcome: Any, attention: Any, seconds: dict[str, float], cache_dir: Path
+) -> Path:
+    """``<output_dir>/demo_summary.json``, written atomically."""
+    from video_eleatt.training.callbacks import atomic_write_text, json_safe
+
+    data = {
+        "dataset": str(plan.dataset_root),
+        "cache_dir": str(cache_dir),
+        "report": str(outcome.report.output_dir / "report.md"),
+        "attention": str(attention.output_dir) if attention is not None else None,
+        "variants": [
+            {
+                "variant": row.get("variant"),
+                "label": row.get("label"),
+                "top1_mean_pct": row.get("top1_mean_pct"),
+                "top1_std_pct": row.get("top1_std_pct"),
+                "runs": row.get("num_runs"),
+            }
+            for row in summary_rows(outcome)
+        ],
+        "verdicts": outcome.report.verdicts,
+        "seconds": seconds,
+        "complete": not outcome.failed and not outcome.report.missing_runs,
+    }
+    path = plan.output_dir / SUMMARY_FILE
+    atomic_write_text(path, json.dumps(json_safe(data), indent=1) + "\n")
+    return path
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def build_parser() -> Any:
+    """The parser of ``video-eleatt demo`` (every :class:`DemoOptions` field)."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(
+        prog="video-eleatt demo",
+        description=(
+            "The whole system, offline, in about 15 minutes on 2 CPU cores: generate the demo "
+            "videos (if missing), extract per-frame features with a randomly initialised "
+            "resnet18, train Baseline-GRU and EleAtt-GRU over several seeds, and write the "
+            "comparison report. Rerunning reuses the dataset, the features and finished runs."
+        ),
+        exit_on_error=False,
+    )
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML with these options")
+    parser.add_class_arguments(DemoOptions, None)
+    return parser
+
+
+def parse_options(argv: list[str]) -> DemoOptions:
+    """:class:`DemoOptions` from the command line (``--quick`` alone means ``--quick true``).
+
+    Raises:
+        jsonargparse.ArgumentError: unknown or mistyped options.
+    """
+    expanded: list[str] = []
+    for position, arg in enumerate(argv):
+        expanded.append(arg)
+        following = argv[position + 1] if position + 1 < len(argv) else None
+        if arg in ("--quick", "--pretrained") and (following is None or following.startswith("-")):
+            expanded.append("true")
+    parser = build_parser()
+    values = parser.instantiate(parser.parse_args(expanded))
+    return DemoOptions(**{f.name: values[f.name] for f in fields(DemoOptions)})
+
+
+def run_demo(options: DemoOptions) -> int:
+    """Every stage in order; returns the exit code (0 complete, 1 a stage failed or runs are
+    missing, 2 unusable options or folders)."""
+    started = time.perf_counter()
+    try:
+        plan = plan_demo(options)
+        check_writable(plan.dataset_root.parent, "--data_dir")
+        check_writable(plan.output_dir, "--output_dir")
+    except DemoError as err:
+        print(f"video-eleatt demo: error: {err}", file=sys.stderr)
+        return 2
+    if options.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print(
+                "video-eleatt demo: error: --device cuda but no CUDA GPU is visible; "
+                "drop --device (CPU is the default)",
+                file=sys.stderr,
+            )
+            return 2
+
+    seconds: dict[str, float] = {}
+    stage = "generate"
+    try:
+        begin = _stage("1/4 generate the demo dataset")
+        generate_stage(plan, options.num_workers)
+        seconds["generate"] = time.perf_counter() - begin
+        stage = "extract"
+        begin = _stage("2/4 extract per-frame features")
+        cache_dir = extract_stage(plan)
+        seconds["extract"] = time.perf_counter() - begin
+        stage = "compare"
+        begin = _stage("3/4 train and compare Baseline-GRU vs EleAtt-GRU")
+        outcome = compare_stage(plan, cache_dir)
+        seconds["compare"] = time.perf_counter() - begin
+        attention = None
+        if options.attention:
+            stage = "attention"
+            begin = _stage("4/4 first-layer attention of an EleAtt run")
+            try:
+                attention = attention_stage(plan, outcome)
+            except Exception as err:  # the comparison stands without the attention figures
+                print(f"attention skipped: {type(err).__name__}: {err}", file=sys.stderr)
+            seconds["attention"] = time.perf_counter() - begin
+    except DemoError as err:
+        print(_failure(stage, str(err)), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(_failure(stage, "interrupted"), file=sys.stderr)
+        return 130
+    except Exception as err:
+        traceback.print_exc()
+        print(_failure(stage, f"{type(err).__name__}: {err}"), file=sys.stderr)
+        return 1
+    seconds["total"] = time.perf_counter() - started
+    write_summary_file(plan, outcome, attention, seconds, cache_dir)
+    print(format_demo_summary(plan, outcome, attention, seconds), flush=True)
+    complete = not outcome.failed and not outcome.report.missing_runs
+    return 0 if complete and outcome.report.comparable else 1
+
+
+def _failure(stage: str, reason: str) -> str:
+    return (
+        f"video-eleatt demo: the {stage} stage failed: {reason}\n"
+        "Everything finished before is kept (dataset, features, finished runs); fix the cause "
+        "and rerun `video-eleatt demo` with the same options to continue."
+    )
+
+
+def main(argv: list[str]) -> int:
+    """``video-eleatt demo [--quick] [--device cuda] [--pretrained] [--seeds [0,1,2]] ...``."""
+    from jsonargparse import ArgumentError
+
+    try:
+        options = parse_options(list(argv))
+    except ArgumentError as err:
+        print(f"video-eleatt demo: error: {err}", file=sys.stderr)
+        return 2
+    return run_demo(options)

@@ -1,0 +1,485 @@
+"""``video-eleatt predict --checkpoint <ckpt> <video> [<video> ...]``: classify raw videos.
+
+Each video goes through the same steps as the training data did, rebuilt from what the
+checkpoint records (``video_eleatt.data.cache_config``: the feature cache's ``config.json``):
+decode (:class:`~video_eleatt.video.decode.VideoReader`), sample frames by time (the cache's
+:class:`~video_eleatt.video.sampling.SamplingConfig`), resize/crop/normalise (the cache's
+preprocessing), the backbone (rebuilt from the cache's identity, in the cache's precision and
+storage dtype), then the trained recurrent model with the run's evaluation protocol (full
+sequence, or the mean of softmax over clips). It prints the top-k classes with their
+probabilities; ``--attention_overlay out.png`` also draws the first EleAtt layer's attention
+over the frames (see :mod:`video_eleatt.compare.attention`; our extension, not the paper's).
+
+Exit codes: 0 every video classified; 1 some videos could not be decoded (named, the others
+are still classified); 2 unusable checkpoint or options.
+
+>>> main(["--checkpoint", "runs/demo/runs/eleatt_gru/split-default/seed-0/checkpoints/last.ckpt",
+...       "data/demo/motion/UCF-101/Grow/v_Grow_g01_c01.mp4"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class PredictError(ValueError):
+    """The checkpoint or the options cannot be used (the message says why and the fix)."""
+
+
+@dataclass
+class VideoPrediction:
+    """The result for one video.
+
+    Attributes:
+        video: The path as given.
+        probabilities: (C,) class probabilities (sum 1), float64.
+        top_k: ``(class_name, probability)`` of the most probable classes, best first.
+        num_steps: Frames sampled and fed to the model.
+        duration: Video length in seconds.
+        frame_indices: (T,) the sampled frame numbers.
+        overlay: The attention overlay PNG, when one was asked for and drawn.
+    """
+
+    video: str
+    probabilities: np.ndarray
+    top_k: list[tuple[str, float]]
+    num_steps: int
+    duration: float
+    frame_indices: np.ndarray
+    overlay: Path | None = None
+
+
+@dataclass
+class Predictor:
+    """A trained classifier with the feature pipeline its training data came from.
+
+    Build it with :func:`load_predictor`.
+    """
+
+    checkpoint: Path
+    module: Any  # ActionClassifier, eval mode
+    runner: Any  # features.extract.FeatureRunner
+    preprocess: Any  # PreprocessConfig
+    sampling: Any  # SamplingConfig
+    storage_dtype: torch.dtype
+    class_names: list[str]
+    protocol: dict[str, Any]
+    device: torch.device
+    notes: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def checkpoint_cache_config(
+    checkpoint: Path, record: dict[str, Any], cache: str | None = None
+) -> dict[str, Any]:
+    """The extraction configuration of the features a checkpoint was trained on.
+
+    From ``--cache`` when given, else the copy the checkpoint holds, else the ``config.json``
+    of the cache directory it names.
+
+    Raises:
+        PredictError: none of those is available (with the fix).
+    """
+    from video_eleatt.features.cache import CacheError, read_config
+
+    if cache is None:
+        data = record.get("data") or {}
+        recorded = data.get("cache_config")
+        if isinstance(recorded, dict) and "features" in recorded:
+            return recorded
+        cache = data.get("cache_dir")
+        if not cache:
+            raise PredictError(
+                f"{checkpoint} records no extraction configuration (no feature cache in its "
+                "'video_eleatt' entry), so the backbone, preprocessing and frame sampling of its "
+                "training features are unknown. Fix: pass --cache <the feature cache directory "
+                "it was trained on>, or use a checkpoint written by `video-eleatt fit` / "
+                "`compare` on a cache made by `video-eleatt extract`"
+            )
+    try:
+        config = read_config(cache)
+    except (CacheError, OSError, ValueError) as err:
+        raise PredictError(
+            f"cannot read the extraction configuration of {checkpoint} from the cache {cache}: "
+            f"{err}. Fix: pass --cache <the feature cache directory it was trained on>"
+        ) from err
+    if "features" not in config:
+        raise PredictError(f"{cache}/config.json has no 'features' section; not an extract cache")
+    return config
+
+
+def _sampling_from_cache(features: dict[str, Any]) -> Any:
+    from video_eleatt.video.sampling import SamplingConfig
+
+    recorded = features.get("sampling")
+    if not isinstance(recorded, dict):
+        raise PredictError(
+            f"the extraction configuration records no frame sampling (features.sampling = "
+            f"{recorded!r}); pass --cache <the cache the model was trained on>"
+        )
+    return SamplingConfig(**recorded)
+
+
+def load_predictor(
+    checkpoint: str | Path,
+    device: str = "cpu",
+    cache: str | None = None,
+    backbone_weights: str | None = None,
+) -> Predictor:
+    """The model of ``checkpoint`` and the feature pipeline recorded with it.
+
+    Args:
+        checkpoint: A ``.ckpt`` written by ``video-eleatt fit`` or ``compare``.
+        device: "cpu" or "cuda[:N]".
+        cache: The feature cache to take the extraction configuration from, when the
+            checkpoint holds none.
+        backbone_weights: The backbone's weights file, when the features were extracted with
+            weights from a file (the cache records only its sha256).
+
+    Raises:
+        PredictError: unusable checkpoint, configuration or backbone (with the fix).
+    """
+    from video_eleatt.compare.attention import AttentionError
+    from video_eleatt.compare.attention_run import (
+        backbone_config_from_cache,
+        preprocess_from_cache,
+    )
+    from video_eleatt.features.backbones import BackboneError, build_backbone
+    from video_eleatt.features.extract import FeatureRunner
+    from video_eleatt.training.module import CHECKPOINT_KEY, ActionClassifier
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise PredictError(
+            f"--checkpoint {str(path)!r} is not a file; give a .ckpt written by `video-eleatt "
+            "fit` or `compare` (e.g. <run_dir>/checkpoints/last.ckpt)"
+        )
+    target = torch.device(device)
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise PredictError(f"--device {device}: no CUDA GPU is visible; use --device cpu")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        module = ActionClassifier.load_from_checkpoint(
+            path, map_location=target, weights_only=True
+        ).eval()
+    except Exception as err:
+        raise PredictError(
+            f"cannot load checkpoint {path}: {type(err).__name__}: {err}. Expected a .ckpt "
+            "written by `video-eleatt fit` or `compare`"
+        ) from err
+    video_record = record.get(CHECKPOINT_KEY) or {}
+    cache_config = checkpoint_cache_config(path, video_record, cache)
+    features = cache_config["features"]
+    data = video_record.get("data") or {}
+    input_size = int(module.hparams.input_size)
+    feature_dim = int(cache_config.get("feature_dim") or features.get("feature_dim") or 0)
+    if feature_dim != input_size:
+        raise PredictError(
+            f"the extraction configuration gives {feature_dim}-d features but the model of "
+            f"{path} takes {input_size}-d input; pass --cache <the cache it was trained on>"
+        )
+    try:
+        backbone_config = backbone_config_from_cache(cache_config, backbone_weights)
+        backbone = build_backbone(backbone_config)
+        preprocess = preprocess_from_cache(cache_config)
+    except (AttentionError, BackboneError) as err:
+        raise PredictError(f"cannot rebuild the feature backbone of {path}: {err}") from err
+    notes = []
+    if backbone.untrained:
+        notes.append(
+            f"the features come from {backbone_config.name} with RANDOM weights (untrained), as "
+            "in training: predictions mean something only on data like the training data"
+        )
+    precision = str(features.get("precision") or "float32")
+    if precision == "float16" and target.type == "cpu":
+        notes.append("features were extracted in float16 on a GPU; computing them in float32")
+        precision = "float32"
+    class_names = list(data.get("class_names") or cache_config.get("class_names") or [])
+    num_classes = int(module.hparams.num_classes)
+    if len(class_names) != num_classes:
+        class_names = [str(i) for i in range(num_classes)]
+    protocol = dict(data.get("protocol") or {"eval_sampling": "full"})
+    return Predictor(
+        checkpoint=path,
+        module=module,
+        runner=FeatureRunner(backbone, target, precision),
+        preprocess=preprocess,
+        sampling=_sampling_from_cache(features),
+        storage_dtype=torch.float16 if features.get("dtype") == "float16" else torch.float32,
+        class_names=class_names,
+        protocol=protocol,
+        device=target,
+        notes=notes,
+    )
+
+
+# ----------------------------------------------------------------------------- one video
+
+
+def video_features(
+    predictor: Predictor, video: str | Path, batch_size: int = 32
+) -> tuple[Tensor, Tensor, np.ndarray, np.ndarray, float]:
+    """Decode, sample, preprocess and run the backbone, as the extraction did.
+
+    Returns:
+        ``(features, frames, frame_indices, timestamps, duration)``: features (T, D) float32
+        (rounded through the cache's storage dtype), frames (T, 3, h, w) uint8 as the backbone
+        saw them, frame indices (T,) int64, timestamps (T,) seconds, duration in seconds.
+
+    Raises:
+        VideoDecodeError: the file is missing or cannot be decoded.
+    """
+    from video_eleatt.features.preprocess import FramePreprocess
+    from video_eleatt.video.decode import VideoReader
+    from video_eleatt.video.sampling import sample_frame_indices
+
+    reader = VideoReader(video)
+    timestamps = reader.frame_timestamps()
+    info = reader.info
+    frame_indices = sample_frame_indices(info.num_frames, info.fps, predictor.sampling, timestamps)
+    transform = FramePreprocess(predictor.preprocess, output="uint8")
+    chunks = [transform(frames) for _, frames in reader.iter_frames(frame_indices, batch_size)]
+    frames = torch.cat(chunks)  # (T, 3, h, w) uint8, in frame_indices order (sorted)
+    outputs = [
+        predictor.runner(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)
+    ]
+    features = torch.cat(outputs).to(predictor.storage_dtype).float()  # (T, D)
+    return features, frames, frame_indices, timestamps[frame_indices], float(info.duration)
+
+
+def evaluation_batch(features: Tensor, protocol: dict[str, Any]) -> dict[str, Tensor]:
+    """One video's features as the test loop would batch them.
+
+    Returns:
+        ``{"features": (1, T, D) or (1, N, t, D), "lengths": (1,)}``.
+    """
+    from video_eleatt.training.data import clip_positions, segment_steps, window_start
+
+    length = features.shape[0]
+    if protocol.get("eval_sampling") != "clips":
+        return {"features": features[None], "lengths": torch.tensor([length])}
+    num_steps = int(protocol["num_steps"])
+    clips = []
+    for position in clip_positions(int(protocol["num_eval_clips"]), protocol["train_sampling"]):
+        if protocol["train_sampling"] == "segments":
+            steps = torch.from_numpy(segment_steps(length, num_steps, None, position))
+            clips.append(features[steps])
+        else:
+            start = window_start(length, num_steps, None, position)
+            clips.append(features[start : start + num_steps])
+    return {"features": torch.stack(clips)[None], "lengths": torch.tensor([clips[0].shape[0]])}
+
+
+@torch.no_grad()
+def predict_video(
+    predictor: Predictor, video: str | Path, top_k: int = 5, overlay: str | Path | None = None
+) -> VideoPrediction:
+    """Class probabilities of one video, and optionally its attention overlay.
+
+    Raises:
+        VideoDecodeError: the video cannot be decoded.
+        AttentionError: an overlay was asked from a model without EleAtt layer.
+    """
+    features, frames, frame_indices, timestamps, duration = video_features(predictor, video)
+    batch = evaluation_batch(features.to(predictor.device), predictor.protocol)
+    probabilities = predictor.module.video_log_probs(batch).exp()[0].double().cpu().numpy()
+    order = np.argsort(-probabilities)[: max(1, min(top_k, len(probabilities)))]
+    result = VideoPrediction(
+        video=str(video),
+        probabilities=probabilities,
+        top_k=[(predictor.class_names[i], float(probabilities[i])) for i in order],
+        num_steps=int(features.shape[0]),
+        duration=duration,
+        frame_indices=frame_indices,
+    )
+    if overlay is not None:
+        result.overlay = draw_overlay(predictor, features, frames, timestamps, video, overlay)
+    return result
+
+
+def draw_overlay(
+    predictor: Predictor,
+    features: Tensor,
+    frames: Tensor,
+    timestamps: np.ndarray,
+    video: str | Path,
+    path: str | Path,
+    max_frames: int = 8,
+) -> Path:
+    """The spatial attention overlay (:mod:`video_eleatt.compare.attention`) of one video.
+
+    Args:
+        predictor: With an EleAtt model.
+        features: (T, D) the video's features.
+        frames: (T, 3, h, w) uint8, the backbone's input frames.
+        timestamps: (T,) seconds.
+        video: For the title.
+        path: Output PNG.
+        max_frames: Frames shown.
+    """
+    from video_eleatt.compare.attention import (
+        attention_overlay_maps,
+        check_has_attention,
+        draw_overlay_grid,
+        first_layer_attention,
+        spatial_feature_maps,
+    )
+    from video_eleatt.features.preprocess import normalize_frames
+
+    classifier = predictor.module.classifier
+    check_has_attention(classifier)
+    attention = first_layer_attention(classifier, features[None].to(predictor.device))[0]
+    num_steps = features.shape[0]
+    steps = np.unique(np.linspace(0, num_steps - 1, min(num_steps, max_frames)).round())
+    steps = steps.astype(np.int64)
+    device = predictor.device
+    images = normalize_frames(frames[steps].to(device), predictor.preprocess)  # (S, 3, h, w)
+    maps = spatial_feature_maps(predictor.runner.model, images.float()).cpu()  # (S, C, H', W')
+    frame_size = (int(frames.shape[2]), int(frames.shape[3]))
+    attended, unweighted = attention_overlay_maps(maps, attention[steps], frame_size)
+    top = Path(video).name
+    return draw_overlay_grid(
+        frames[steps].permute(0, 2, 3, 1).numpy(),
+        attended,
+        unweighted,
+        path,
+        f"{top}: first-layer attention over the frames",
+        timestamps[steps],
+        max_frames,
+    )
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def overlay_paths(target: str | None, videos: list[str]) -> list[Path | None]:
+    """One output PNG per video: ``target`` itself for one video, ``<stem>_<video>.png``
+    for several."""
+    if target is None:
+        return [None] * len(videos)
+    base = Path(target)
+    if base.suffix.lower() != ".png":
+        base = base.with_suffix(".png")
+    if len(videos) == 1:
+        return [base]
+    from video_eleatt.compare.attention_run import safe_name
+
+    return [base.with_name(f"{base.stem}_{safe_name(Path(v).name)}.png") for v in videos]
+
+
+def build_parser() -> Any:
+    """The parser of ``video-eleatt predict --checkpoint``."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(
+        prog="video-eleatt predict --checkpoint",
+        description=(
+            "Classify raw videos with a trained checkpoint: decode, sample, extract features "
+            "with the backbone and settings recorded with the checkpoint, and print the top-k "
+            "classes with their probabilities."
+        ),
+        exit_on_error=False,
+    )
+    parser.add_argument("--checkpoint", type=str, required=True, help=".ckpt of fit/compare")
+    parser.add_argument("videos", type=str, nargs="+", help="video files")
+    parser.add_argument("--top_k", type=int, default=5, help="classes shown per video")
+    parser.add_argument(
+        "--attention_overlay",
+        type=str | None,
+        default=None,
+        help="PNG of the first-layer attention over the frames (EleAtt models; several "
+        "videos: one file each, <stem>_<video>.png)",
+    )
+    parser.add_argument("--device", type=str, default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument(
+        "--cache",
+        type=str | None,
+        default=None,
+        help="feature cache to read the extraction settings from, when the checkpoint has none",
+    )
+    parser.add_argument(
+        "--backbone_weights",
+        type=str | None,
+        default=None,
+        help="the backbone's weights file, when the features were extracted with one",
+    )
+    parser.add_argument(
+        "--output", type=str | None, default=None, help="also write the results as JSON lines"
+    )
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """``video-eleatt predict --checkpoint <ckpt> <video> [<video> ...] [--top_k 5]
+    [--attention_overlay out.png]`` (``argv`` without the verb)."""
+    from jsonargparse import ArgumentError
+
+    from video_eleatt.compare.attention import AttentionError
+    from video_eleatt.video.decode import VideoDecodeError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv))
+    except ArgumentError as err:
+        print(f"video-eleatt predict: error: {err}", file=sys.stderr)
+        return 2
+    if args.top_k < 1:
+        print(f"video-eleatt predict: error: --top_k {args.top_k}: expected >= 1", file=sys.stderr)
+        return 2
+    videos = [str(video) for video in args.videos]
+    try:
+        predictor = load_predictor(args.checkpoint, args.device, args.cache, args.backbone_weights)
+    except PredictError as err:
+        print(f"video-eleatt predict: error: {err}", file=sys.stderr)
+        return 2
+    for note in predictor.notes:
+        print(f"note: {note}", file=sys.stderr)
+    failures: dict[str, str] = {}
+    results: list[VideoPrediction] = []
+    for video, overlay in zip(videos, overlay_paths(args.attention_overlay, videos)):
+        try:
+            result = predict_video(predictor, video, args.top_k, overlay)
+        except (VideoDecodeError, ValueError, AttentionError, OSError) as err:
+            failures[video] = f"{type(err).__name__}: {err}"
+            print(f"{video}: FAILED: {err}", file=sys.stderr, flush=True)
+            continue
+        results.append(result)
+        print(f"{video}: {result.num_steps} frames sampled over {result.duration:.1f} s")
+        for rank, (name, probability) in enumerate(result.top_k, 1):
+            print(f"  {rank}. {name:<24} {probability:.4f}")
+        if result.overlay is not None:
+            print(f"  attention overlay: {result.overlay}")
+        sys.stdout.flush()
+    if args.output:
+        lines = [
+            json.dumps(
+                {
+                    "video": r.video,
+                    "top_k": [{"class": n, "probability": p} for n, p in r.top_k],
+                    "probabilities": dict(zip(predictor.class_names, r.probabilities.tolist())),
+                    "num_steps": r.num_steps,
+                }
+            )
+            for r in results
+        ]
+        from video_eleatt.training.callbacks import atomic_write_text
+
+        atomic_write_text(args.output, "".join(line + "\n" for line in lines))
+    if failures:
+        print(
+            f"{len(failures)} of {len(videos)} video(s) could not be classified: "
+            + ", ".join(failures),
+            file=sys.stderr,
+        )
+        return 1
+    return 0

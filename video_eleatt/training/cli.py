@@ -438,20 +438,8 @@ def main(argv: list[str]) -> int:
 
 
 def _predict_videos(argv: list[str]) -> int:
-    try:
-        module = importlib.import_module("video_eleatt.predict_video")
-    except ModuleNotFoundError as err:
-        if err.name != "video_eleatt.predict_video":
-            raise
-        print(
-            "video-eleatt predict --checkpoint: prediction on raw videos is not available "
-            "in this installation (module video_eleatt.predict_video is missing). To predict "
-            "on cached features use: video-eleatt predict --config <run_dir>/config.yaml "
-            "--ckpt_path best",
-            file=sys.stderr,
-        )
-        return 2
-    return int(module.main(argv) or 0)
+    predict_video = importlib.import_module("video_eleatt.predict_video")
+    return int(predict_video.main(argv) or 0)
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any] | None:

@@ -503,7 +503,7 @@ def build_parser() -> Any:
     parser = ArgumentParser(
         prog="video-eleatt demo",
         description=(
-            "The whole system, offline, in about 15 minutes on 2 CPU cores: generate the demo "
+            "The whole system, offline, in about 5 minutes on 2 idle CPU cores: generate the demo "
             "videos (if missing), extract per-frame features with a randomly initialised "
             "resnet18, train Baseline-GRU and EleAtt-GRU over several seeds, and write the "
             "comparison report. Rerunning reuses the dataset, the features and finished runs."

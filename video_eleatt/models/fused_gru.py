@@ -48,11 +48,12 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from video_eleatt.models.eleatt import GATE_ACTIVATIONS, resolve_lengths
+
 logger = logging.getLogger(__name__)
 
 BackendName = Literal["auto", "onednn", "torch"]
 _SUPPORTED_DTYPES = (torch.float32, torch.float64)
-_GATE_ACTIVATIONS = ("sigmoid", "softmax")
 
 # The back end that matmul_backend() picks on "auto"; changed by use_matmul_backend().
 _backend_choice: dict[str, str] = {"name": "auto"}
@@ -537,9 +538,9 @@ def eleatt_gru_sequence(
     >>> out.shape, h_n.shape, att.shape, bool(out[1, 2:].eq(0).all())
     (torch.Size([2, 4, 3]), torch.Size([2, 3]), torch.Size([2, 4, 6]), True)
     """
-    if gate_activation not in _GATE_ACTIVATIONS:
+    if gate_activation not in GATE_ACTIVATIONS:
         raise ValueError(
-            f"gate_activation must be one of {_GATE_ACTIVATIONS}; got {gate_activation!r}"
+            f"gate_activation must be one of {GATE_ACTIVATIONS}; got {gate_activation!r}"
         )
     if not fused_gru_supported(x):
         what = f"{x.dtype} {tuple(x.shape)} on {x.device}" if isinstance(x, Tensor) else type(x)
@@ -548,7 +549,7 @@ def eleatt_gru_sequence(
             f"on CPU or CUDA; got {what}. Check fused_gru_supported(x) first, or use "
             "EleAttGRU, which falls back to its step loop."
         )
-    batch, steps, input_size = x.shape
+    batch, _, input_size = x.shape
     hidden = weight_hh.shape[1]
     weights = (weight_xa, weight_ha, bias_a, weight_ih, weight_hh, bias_ih, bias_hh)
     expected = {
@@ -578,22 +579,7 @@ def eleatt_gru_sequence(
             f"eleatt_gru_sequence: h0 must have shape (B, N) = {(batch, hidden)}; got "
             f"{tuple(h0.shape)}"
         )
-    if lengths is not None:
-        lengths = torch.as_tensor(lengths)
-        if lengths.dtype == torch.bool or lengths.is_floating_point():
-            raise ValueError(
-                f"eleatt_gru_sequence: lengths must be integers (int64); got {lengths.dtype}"
-            )
-        if tuple(lengths.shape) != (batch,):
-            raise ValueError(
-                f"eleatt_gru_sequence: lengths must have shape (B,) = ({batch},); got "
-                f"{tuple(lengths.shape)}"
-            )
-        low, high = int(lengths.min()), int(lengths.max())
-        if low < 1 or high > steps:
-            raise ValueError(
-                f"eleatt_gru_sequence: lengths must lie in [1, T={steps}]; got {low}..{high}"
-            )
+    lengths = resolve_lengths(x, lengths, owner="eleatt_gru_sequence")
     softmax = gate_activation == "softmax"
     backend = matmul_backend(x)
     tensors = (x, h0, *weights)

@@ -812,12 +812,12 @@ def extract_videos(
     in_flight: list[tuple[torch.Tensor, list[tuple[str, int, int, int]]]] = []
 
     def scatter(device_outputs: torch.Tensor, places: list[tuple[str, int, int, int]]) -> None:
-        outputs = runner.collect(device_outputs).numpy()  # (B, D)
+        outputs = runner.collect(device_outputs).numpy().astype(storage, copy=False)  # (B, D)
         for key, start, offset, n in places:
             video = pending.get(key)
             if video is None:  # failed after these frames were queued
                 continue
-            video.features[start : start + n] = outputs[offset : offset + n].astype(storage)
+            video.features[start : start + n] = outputs[offset : offset + n]
             video.remaining -= n
             if video.remaining == 0 and video.decoded:
                 finish(key)

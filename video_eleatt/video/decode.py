@@ -323,7 +323,7 @@ class _SequentialDecoder:
         self.time_base = float(self.stream.time_base) if self.stream.time_base else None
         self.start_pts = self.stream.start_time or 0
         starts = reader._raw_timestamps[:, 0]  # decord's starts, float32 precision
-        self.starts = starts
+        self.starts = starts.tolist()  # Python floats: indexed once per decoded frame
         gaps = np.diff(starts)
         positive = gaps[gaps > 0]
         # half the smallest gap between frames, but never below float32's resolution
@@ -341,10 +341,9 @@ class _SequentialDecoder:
             for frame_index, frame in enumerate(frames):
                 if position >= len(indices):
                     break
-                if frame_index < indices[position]:
-                    self._check(frame_index, frame)
-                    continue
                 self._check(frame_index, frame)
+                if frame_index < indices[position]:
+                    continue
                 image = frame.to_ndarray(format="rgb24")  # (H, W, 3)
                 if image.shape != (height, width, 3):
                     raise _SequentialMismatch(f"frame size {image.shape}")

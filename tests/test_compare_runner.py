@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from training_fixtures import tiny_config
 
 from video_eleatt.compare.cli import attention_main, main
 from video_eleatt.compare.runner import (
@@ -63,20 +64,10 @@ def make_dataset(root: Path, feature_dim: int = 8) -> Path:
 
 
 def training_config(root: Path, cache: Path) -> Path:
+    config = tiny_config(cache, hidden_size=6, lr=0.02)
+    config["trainer"]["logger"] = False
+    config["data"]["batch_size"] = 6
     path = root / "train.yaml"
-    config = {
-        "trainer": {
-            "max_epochs": 2,
-            "accelerator": "cpu",
-            "devices": 1,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "num_sanity_val_steps": 0,
-            "logger": False,
-        },
-        "model": {"hidden_size": 6, "dropout": 0.0, "lr": 0.02},
-        "data": {"cache": str(cache), "batch_size": 6, "num_workers": 0, "num_steps": 4},
-    }
     path.write_text(yaml.safe_dump(config))
     return path
 

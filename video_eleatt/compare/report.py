@@ -617,30 +617,36 @@ def _write_figures(
             if any(row.get(column) is not None for r in runs for row in r.history)
         }
 
-    loss_panels = {"training loss": curves("train_loss"), "validation loss": curves("val_loss")}
-    loss_panels = {title: c for title, c in loss_panels.items() if c}
-    if loss_panels:
-        path = plots.plot_curves(
-            loss_panels,
-            figures_dir / "loss_curves.png",
-            ylabels=dict.fromkeys(loss_panels, "cross-entropy"),
-            title="Loss per epoch: mean ± std over runs (seeds and splits)",
-        )
-        figures.append(("Training and validation loss per epoch (convergence)", path))
-    accuracy_panels = {
-        "validation top-1": curves("val_top1"),
-        "training top-1": curves("train_top1"),
-    }
-    accuracy_panels = {title: c for title, c in accuracy_panels.items() if c}
-    if accuracy_panels:
-        path = plots.plot_curves(
-            accuracy_panels,
-            figures_dir / "accuracy_curves.png",
-            ylabels=dict.fromkeys(accuracy_panels, "accuracy"),
-            title="Accuracy per epoch: mean ± std over runs (seeds and splits)",
-            bounds=(0.0, 1.0),
-        )
-        figures.append(("Validation (and training) accuracy per epoch", path))
+    def curve_figure(
+        columns: dict[str, str], name: str, ylabel: str, title: str, caption: str, **options: Any
+    ) -> None:
+        """One panel per column (``{panel title: history column}``) that some run logged."""
+        panels = {panel: c for panel, column in columns.items() if (c := curves(column))}
+        if panels:
+            path = plots.plot_curves(
+                panels,
+                figures_dir / name,
+                ylabels=dict.fromkeys(panels, ylabel),
+                title=f"{title} per epoch: mean ± std over runs (seeds and splits)",
+                **options,
+            )
+            figures.append((caption, path))
+
+    curve_figure(
+        {"training loss": "train_loss", "validation loss": "val_loss"},
+        "loss_curves.png",
+        "cross-entropy",
+        "Loss",
+        "Training and validation loss per epoch (convergence)",
+    )
+    curve_figure(
+        {"validation top-1": "val_top1", "training top-1": "train_top1"},
+        "accuracy_curves.png",
+        "accuracy",
+        "Accuracy",
+        "Validation (and training) accuracy per epoch",
+        bounds=(0.0, 1.0),
+    )
 
     summaries = [(v, summarize([r.test_top1 for r in runs])) for v, runs in by_variant.items()]
     path = plots.plot_metric_bars(

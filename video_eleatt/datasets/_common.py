@@ -146,8 +146,17 @@ def resolve_listed(
     return found
 
 
-def check_unique(where: dict[str, list[str]], source: str) -> None:
-    """Raises when two entries resolve to the same video file (``where``: path -> places)."""
+def check_unique(entries: Sequence[tuple[str, str]], stored: Sequence[str], source: str) -> None:
+    """Raises when two entries resolve to the same video file.
+
+    Args:
+        entries: ``(where, rel_path)`` per listed video, as given to ``resolve_listed``.
+        stored: what ``resolve_listed`` returned for them.
+        source: the annotation file(s), for the error message.
+    """
+    where: dict[str, list[str]] = {}
+    for (place, _), rel_path in zip(entries, stored):
+        where.setdefault(rel_path, []).append(place)
     duplicates = [
         f"{rel_path} (listed at {', '.join(places)})"
         for rel_path, places in where.items()

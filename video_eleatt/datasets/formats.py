@@ -1,4 +1,4 @@
-"""The supported dataset formats: one literal dict from name to reader and its documentation."""
+"""The supported dataset formats: one dict from name to reader and its documentation."""
 
 from __future__ import annotations
 
@@ -55,8 +55,6 @@ class DatasetFormat:
 
 
 _NUMBERED_ALIASES = {f"split{n}": str(n) for n in (1, 2, 3)} | {f"0{n}": str(n) for n in (1, 2, 3)}
-_KINETICS = "Kinetics-{} (CSV annotations; absent clips are counted and warned, not fatal)"
-_KINETICS_SUBSETS = "train, val (validate.csv), test (unlabelled where the CSV has no label)"
 
 FORMATS: dict[str, DatasetFormat] = {
     "ucf101": DatasetFormat(
@@ -77,30 +75,18 @@ FORMATS: dict[str, DatasetFormat] = {
         layout=hmdb51.LAYOUT,
         split_aliases=_NUMBERED_ALIASES,
     ),
-    "kinetics400": DatasetFormat(
-        reader=partial(kinetics.read_kinetics, "kinetics400"),
-        summary=_KINETICS.format(400),
-        splits=(),
-        subsets=_KINETICS_SUBSETS,
-        class_ids=kinetics.CLASS_IDS,
-        layout=kinetics.LAYOUT,
-    ),
-    "kinetics600": DatasetFormat(
-        reader=partial(kinetics.read_kinetics, "kinetics600"),
-        summary=_KINETICS.format(600),
-        splits=(),
-        subsets=_KINETICS_SUBSETS,
-        class_ids=kinetics.CLASS_IDS,
-        layout=kinetics.LAYOUT,
-    ),
-    "kinetics700": DatasetFormat(
-        reader=partial(kinetics.read_kinetics, "kinetics700"),
-        summary=_KINETICS.format(700),
-        splits=(),
-        subsets=_KINETICS_SUBSETS,
-        class_ids=kinetics.CLASS_IDS,
-        layout=kinetics.LAYOUT,
-    ),
+    **{
+        f"kinetics{classes}": DatasetFormat(
+            reader=partial(kinetics.read_kinetics, f"kinetics{classes}"),
+            summary=f"Kinetics-{classes} (CSV annotations; absent clips are counted and "
+            "warned, not fatal)",
+            splits=(),
+            subsets="train, val (validate.csv), test (unlabelled where the CSV has no label)",
+            class_ids=kinetics.CLASS_IDS,
+            layout=kinetics.LAYOUT,
+        )
+        for classes in (400, 600, 700)
+    },
     "ssv2": DatasetFormat(
         reader=ssv2.read_ssv2,
         summary="Something-Something v2, 174 classes (label templates), JSON annotations",

@@ -130,11 +130,8 @@ def read_hmdb_style(
         str(split_dir),
         f"Put the videos under {root / video_dir} as <class>/<video>, or fix the split files.",
     )
-    where_listed: dict[str, list[str]] = {}
-    for (where, _), rel_path in zip(entries, stored):
-        where_listed.setdefault(rel_path, []).append(where)
+    check_unique(entries, stored, str(split_dir))
     records = [VideoRecord(p, label, s) for p, label, s in zip(stored, labels, subsets)]
-    check_unique(where_listed, str(split_dir))
     records.sort(key=lambda record: record.rel_path)
     notes = unlisted_note(tree, stored, str(root / video_dir))
     return DatasetIndex(name, root, split, class_names, records, notes=notes)

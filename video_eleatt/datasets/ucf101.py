@@ -105,11 +105,8 @@ def read_ucf101(root: Path, split: str | None, annotations: Path | None) -> Data
         f"Put the videos under {root / video_dir} as <Class>/<video> (the UCF-101 folder of "
         "UCF101.rar), or fix the lists.",
     )
-    where_listed: dict[str, list[str]] = {}
-    for (where, _), rel_path in zip(entries, stored):
-        where_listed.setdefault(rel_path, []).append(where)
+    check_unique(entries, stored, str(list_dir))
     records = [VideoRecord(p, label, s) for p, label, s in zip(stored, labels, subsets)]
-    check_unique(where_listed, str(list_dir))
     records.sort(key=lambda record: record.rel_path)
     notes = unlisted_note(tree, stored, str(root / video_dir))
     return DatasetIndex("ucf101", root, split, class_names, records, notes=notes)

@@ -395,9 +395,33 @@ def main(argv: list[str] | None = None) -> int:
         f"  fwd+bwd time / nn.GRU: {eleatt['train_ratio']:.2f}; target <= "
         f"{TARGET_RATIO_TRAIN[kind]}: {_verdict(eleatt['train_ratio'] <= TARGET_RATIO_TRAIN[kind])}"
     )
+    if kind == "cpu":
+        print_floor(timings, TARGET_CONFIG, peak_rate)
     if busy or load_after[0] > 1.0:
         print("  (machine busy during the run: rerun on a quiet machine before trusting these)")
     return 0
+
+
+def print_floor(timings: dict, config, peak_rate: float) -> None:
+    """Prints the lowest time ratio reachable here: EleAtt-GRU at the machine's best product
+    rate against nn.GRU at the rate it showed. A ratio target below that floor cannot be met
+    on this machine by any implementation doing the same arithmetic."""
+    gru = next(t for t in timings.values() if t["kind"] == "gru")
+    arithmetic = eleatt_gru_flops(*config) / gru_flops(*config)
+    print(
+        f"  floor on this machine: EleAtt-GRU does {arithmetic:.2f} x nn.GRU's arithmetic; "
+        f"at the best product rate ({peak_rate:.0f} GFLOP/s) against nn.GRU's measured rate"
+    )
+    for phase, key, target in (
+        ("forward", "forward_gflops", TARGET_RATIO_FORWARD["cpu"]),
+        ("fwd+bwd", "train_gflops", TARGET_RATIO_TRAIN["cpu"]),
+    ):
+        floor = arithmetic * gru[key] / peak_rate
+        reachable = "reachable" if floor <= target else "NOT reachable here"
+        print(
+            f"    {phase}: nn.GRU {gru[key]:.0f} GFLOP/s -> ratio >= {floor:.2f} "
+            f"(target {target}: {reachable})"
+        )
 
 
 if __name__ == "__main__":

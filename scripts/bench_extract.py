@@ -396,6 +396,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="best of N for each rate")
     parser.add_argument("--skip_memory", action="store_true")
     args = parser.parse_args()
+    # as `video-eleatt extract` runs (see video_eleatt/cli.py); torch is not imported yet
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if args.mode == "speed":
         speed_main(args)
         return

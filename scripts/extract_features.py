@@ -5,7 +5,7 @@ python scripts/extract_features.py --config configs/extract/ucf101_resnet50.yaml
 
 import sys
 
-from video_eleatt.features.cli import extract_main
+from video_eleatt.cli import main
 
 if __name__ == "__main__":
-    sys.exit(extract_main(sys.argv[1:]))
+    sys.exit(main(["extract", *sys.argv[1:]]))

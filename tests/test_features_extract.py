@@ -256,3 +256,29 @@ def test_extract_from_yaml_and_open_it_by_yaml(dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(extract, "resolve_device", lambda *args: torch.device("cuda", 0))
     assert extract.resolve_cache_dir(config).name != features.cache_dir.name
     assert open_features(config).cache_dir == features.cache_dir
+
+
+def test_cpu_threads_divide_the_cores_among_local_processes(monkeypatch):
+    from video_eleatt.features.extract import cpu_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert cpu_threads(0, 1) == 4
+    assert cpu_threads(0, 2) == 2
+    assert cpu_threads(0, 3) == 1
+    assert cpu_threads(0, 8) == 1  # never 0
+    assert cpu_threads(3, 2) == 3  # an explicit value wins
+    with pytest.raises(ValueError, match="threads must be >= 0"):
+        cpu_threads(-1, 1)
+
+
+def test_extract_command_asks_openmp_for_passive_waiting(monkeypatch):
+    from video_eleatt import cli
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with pytest.raises(SystemExit):
+        cli.main(["extract", "--help"])
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice is kept
+    with pytest.raises(SystemExit):
+        cli.main(["extract", "--help"])
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

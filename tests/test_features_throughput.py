@@ -106,7 +106,12 @@ def test_auto_uses_reduced_precision_where_parity_holds_and_refuses_it_where_not
     monkeypatch.setattr(extract, "cpu_has_native_bfloat16", lambda: True)
     fast = extract.run_extraction(_config(videos, tmp_path))
     assert fast.ok == 1 and fast.settings["precision"] == "bfloat16"
-    assert "bfloat16 on cpu, channels_last, inference_mode, batch 4" in fast.report()
+    folded = fast.settings["folded_batchnorms"]
+    assert folded == 15  # every BatchNorm of test_resnet follows a convolution
+    assert (
+        f"bfloat16 on cpu, channels_last, inference_mode, {folded} BatchNorms folded into their "
+        "convolutions, batch 4" in fast.report()
+    )
     assert "passes min cosine >= 0.999" in fast.report()
 
     refused = extract.run_extraction(_config(videos, tmp_path, parity_threshold=1.5))
@@ -172,3 +177,41 @@ def test_tune_malloc_sets_the_worker_environment(monkeypatch):
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(extract._M_MMAP_MAX, 65536)
         libc.mallopt(extract._M_TRIM_THRESHOLD, 128 * 1024)
+
+
+def test_fold_batchnorm_is_exact_in_float64_and_leaves_the_model_alone():
+    import timm
+
+    from video_eleatt.features.backbones import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_resnet", num_classes=0).double()
+    for module in model.modules():  # non-trivial statistics, as after training
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    model.eval()
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    folded, count = fold_batchnorm(model)
+    assert count == 15 and folded is not model
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-10, atol=1e-10)
+    after = model.state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before)
+
+    class DataDependent(torch.nn.Module):  # fx cannot trace an if on a tensor's value
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return self.bn(self.conv(x)) if x.sum() > 0 else x
+
+    untraceable = DataDependent().eval()
+    assert fold_batchnorm(untraceable) == (untraceable, 0)
+    training = timm.create_model("test_resnet", num_classes=0).train()
+    assert fold_batchnorm(training) == (training, 0)  # batch statistics: nothing to fold

@@ -8,6 +8,7 @@ Each target is a function ``main(argv: list[str]) -> int | None``.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # name -> ("module:function", one-line help). The training verbs receive their own name
@@ -38,6 +39,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 TRAINING_VERBS = ("fit", "validate", "test", "predict")
+# Commands whose backbone shares the CPU with decode worker processes. OpenMP threads that
+# spin-wait between layers take CPU time the decoders need; libgomp reads this setting when
+# torch is loaded, so it is set before the command's module is imported (a value the user
+# set wins).
+PASSIVE_OPENMP_COMMANDS = ("extract",)
 
 
 def _usage() -> str:
@@ -65,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if name in PASSIVE_OPENMP_COMMANDS:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     target, _ = COMMANDS[name]
     module_name, function_name = target.split(":")
     module = importlib.import_module(module_name)

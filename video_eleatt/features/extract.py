@@ -32,7 +32,12 @@ import torch
 
 from video_eleatt.datasets import DatasetSpec
 from video_eleatt.datasets._common import VIDEO_EXTENSIONS
-from video_eleatt.features.backbones import Backbone, BackboneConfig, build_backbone
+from video_eleatt.features.backbones import (
+    Backbone,
+    BackboneConfig,
+    build_backbone,
+    fold_batchnorm,
+)
 from video_eleatt.features.cache import (
     CONFIG_NAME,
     FEATURES_DIR,
@@ -99,6 +104,9 @@ class ExtractConfig:
         retry_failed: on a rerun, try videos that failed before again.
         num_processes: local processes to spread the videos over (each with its own decode
             workers and device); under ``torchrun`` the ranks come from the environment.
+        threads: torch threads per process on CPU; 0 (default) divides this process's CPU
+            cores among the local processes (2 cores, 2 processes: 1 thread each), so that
+            several ranks on one CPU do not oversubscribe it.
         limit: extract only the first N videos (sorted by path): smoke tests.
         progress: show a progress bar.
     """
@@ -124,6 +132,7 @@ class ExtractConfig:
     strict: bool = False
     retry_failed: bool = True
     num_processes: int = 1
+    threads: int = 0
     limit: int | None = None
     progress: bool = True
 
@@ -514,13 +523,28 @@ def tune_malloc() -> bool:
         return False
 
 
+def cpu_threads(requested: int, local_processes: int) -> int:
+    """Torch threads for one extraction process on CPU: ``requested``, or with 0 this
+    process's cores divided among the ``local_processes`` ranks of this machine (at least 1).
+    """
+    if requested < 0:
+        raise ValueError(f"threads must be >= 0 (0 = automatic); got {requested}")
+    if requested:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, local_processes))
+
+
 def describe_settings(settings: dict[str, Any]) -> str:
     """The settings line of a run's output."""
+    folded = settings.get("folded_batchnorms")
     parts = [
         f"{settings['precision']} on {settings['device']}",
         "channels_last",
         "inference_mode",
+        *([f"{folded} BatchNorms folded into their convolutions"] if folded else []),
         f"batch {settings['batch_size']}",
+        *([f"{settings['threads']} threads"] if settings.get("threads") else []),
         f"{settings['num_workers']} decode workers (decode + resize + crop overlapped)",
         f"malloc tuned: {'yes' if settings.get('malloc_tuned') else 'no'}",
     ]
@@ -718,7 +742,8 @@ class FeatureRunner:
         self.backbone = backbone
         self.device = device
         self.precision = precision
-        self.model = backbone.model.to(device, memory_format=torch.channels_last).eval()
+        model, self.folded_batchnorms = fold_batchnorm(backbone.model.eval())
+        self.model = model.to(device, memory_format=torch.channels_last).eval()
         self._checked = False
 
     def launch(self, frames: torch.Tensor) -> torch.Tensor:
@@ -926,6 +951,10 @@ def run_extraction(config: ExtractConfig, rank: int = 0, world_size: int = 1) ->
 
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     device = resolve_device(config, local_rank)
+    threads = None
+    if device.type == "cpu":
+        threads = cpu_threads(config.threads, int(os.environ.get("LOCAL_WORLD_SIZE", world_size)))
+        torch.set_num_threads(threads)
     source = resolve_source(config)
     tasks = source.tasks[: config.limit] if config.limit else source.tasks
     malloc_tuned = tune_malloc() if config.tune_malloc else False
@@ -945,6 +974,7 @@ def run_extraction(config: ExtractConfig, rank: int = 0, world_size: int = 1) ->
         "precision": precision,
         "device": str(device),
         "batch_size": config.batch_size,
+        "threads": threads,
         "num_workers": config.num_workers,
         "malloc_tuned": malloc_tuned,
         "parity": parity.describe() if parity is not None else None,
@@ -975,6 +1005,7 @@ def run_extraction(config: ExtractConfig, rank: int = 0, world_size: int = 1) ->
 
     manifest_name = MANIFEST_NAME if world_size == 1 else f"manifest.rank{rank}.jsonl"
     runner = FeatureRunner(backbone, device, precision)
+    settings["folded_batchnorms"] = runner.folded_batchnorms
     show = config.progress and rank == 0
     progress = None
     if show:

@@ -79,31 +79,51 @@ def _pss(pid: int) -> int:
     return 0
 
 
-def tree_pss(root_pid: int) -> int:
-    """Memory (PSS, bytes) of ``root_pid`` and all its descendants (workers, fork server)."""
+def tree_pss(root_pid: int) -> tuple[int, int, int]:
+    """Memory (PSS, bytes) of ``root_pid``'s process tree.
+
+    Returns:
+        (all of it, ``root_pid`` alone, the largest grandchild): the grandchildren are the
+        decode workers (children of the fork server), so the parent and one worker can be
+        told apart when the total moves.
+    """
     children: dict[int, list[int]] = {}
     for pid, ppid in _parents().items():
         children.setdefault(ppid, []).append(pid)
-    total, stack = 0, [root_pid]
-    while stack:
-        pid = stack.pop()
-        total += _pss(pid)
-        stack.extend(children.get(pid, []))
-    return total
+    root = _pss(root_pid)
+    total, worker = root, 0
+    for child in children.get(root_pid, []):
+        total += _pss(child)
+        for grandchild in children.get(child, []):
+            stack = [grandchild]
+            while stack:
+                pid = stack.pop()
+                pss = _pss(pid)
+                total += pss
+                worker = max(worker, pss) if pid == grandchild else worker
+                stack.extend(children.get(pid, []))
+    return total, root, worker
 
 
 class PeakMemory:
-    """Samples ``tree_pss`` of this process in a thread; ``peak`` is the maximum seen."""
+    """Samples ``tree_pss`` of this process in a thread: ``peak`` (whole tree),
+    ``parent_peak`` and ``worker_peak`` (largest single decode worker) are the maxima seen."""
 
     def __init__(self, interval_s: float = 0.1):
         self.interval_s = interval_s
-        self.peak = 0
+        self.peak = self.parent_peak = self.worker_peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self) -> None:
+        total, parent, worker = tree_pss(os.getpid())
+        self.peak = max(self.peak, total)
+        self.parent_peak = max(self.parent_peak, parent)
+        self.worker_peak = max(self.worker_peak, worker)
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_pss(os.getpid()))
+            self._sample()
             self._stop.wait(self.interval_s)
 
     def __enter__(self) -> PeakMemory:
@@ -113,7 +133,7 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, tree_pss(os.getpid()))
+        self._sample()
 
 
 # ---------------------------------------------------------------------------- measurements
@@ -504,15 +524,21 @@ def main() -> None:
             ):
                 config.videos = str(path.parent)
                 config.sampling = sampling
-                with PeakMemory(interval_s=0.5) as memory:
+                with PeakMemory(interval_s=0.2) as memory:
                     frames, seconds = end_to_end(config, tmp_path / f"cache_{path.stem}")
-                peaks[name] = memory.peak
+                peaks[name] = memory
                 print(
-                    f"peak memory (PSS, parent + workers), {name} video, {frames} frames at "
-                    f"{args.long_sample_fps:g} fps: {memory.peak / 2**20:.0f} MiB"
+                    f"peak memory (PSS), {name} video, {frames} frames at "
+                    f"{args.long_sample_fps:g} fps: parent + workers {memory.peak / 2**20:.0f} MiB"
+                    f" (parent {memory.parent_peak / 2**20:.0f}, largest decode worker "
+                    f"{memory.worker_peak / 2**20:.0f})"
                 )
-            short_peak, long_peak = peaks.values()
-            print(f"long / short peak memory = {long_peak / short_peak:.2f}")
+            short, long = peaks.values()
+            print(
+                f"long / short peak memory = {long.peak / short.peak:.2f} (parent "
+                f"{long.parent_peak / short.parent_peak:.2f}, worker "
+                f"{long.worker_peak / max(short.worker_peak, 1):.2f})"
+            )
     load_after = os.getloadavg()
     print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
 

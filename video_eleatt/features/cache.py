@@ -157,21 +157,29 @@ def _write_error(path: Path, err: OSError) -> CacheWriteError:
     )
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes | Iterable[Any]) -> None:
     """Writes ``data`` to ``path`` so that readers see the old file or the whole new one.
 
     A temporary file in the same directory is written, flushed and fsync'ed, then renamed over
     ``path``; the directory is fsync'ed so the rename survives a power cut.
 
+    Args:
+        path: the file to (re)place.
+        data: the content, or bytes-like parts (``bytes``, C-contiguous numpy arrays) written
+            one after the other: a video's (T, D) features go to the file straight from their
+            array, with no joined copy of the whole file in memory (see :func:`write_entry`).
+
     Raises:
         CacheWriteError: naming the path when the directory cannot be created or written.
     """
     path = Path(path)
+    parts = [data] if isinstance(data, bytes | bytearray | memoryview) else data
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as handle:
-            handle.write(data)
+            for part in parts:
+                handle.write(part)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -198,13 +206,17 @@ def _fsync_dir(directory: Path) -> None:
 # --------------------------------------------------------------------------- safetensors
 
 
-def encode_safetensors(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> bytes:
-    """Serialises arrays to the safetensors format with sorted keys (deterministic bytes).
+def safetensors_parts(
+    tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]
+) -> list[bytes | np.ndarray]:
+    """The safetensors encoding of ``tensors`` as parts: the header, then each array's bytes.
 
-    Readable by ``safetensors.safe_open`` / ``safetensors.torch.load_file``.
+    The arrays are the callers' own memory (no copy when they are C-contiguous and
+    little-endian, as extraction's are), so writing the parts one after the other costs no
+    memory in proportion to the video's length. Keys are sorted (deterministic bytes).
     """
     header: dict[str, Any] = {"__metadata__": {key: str(metadata[key]) for key in sorted(metadata)}}
-    blobs = []
+    arrays: list[np.ndarray] = []
     offset = 0
     for name in sorted(tensors):
         array = np.ascontiguousarray(tensors[name])
@@ -213,17 +225,26 @@ def encode_safetensors(tensors: Mapping[str, np.ndarray], metadata: Mapping[str,
                 f"tensor {name!r} has dtype {array.dtype}; expected one of "
                 f"{sorted(str(d) for d in _SAFETENSORS_DTYPES)}"
             )
-        blob = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        array = array.astype(array.dtype.newbyteorder("<"), copy=False)
         header[name] = {
             "dtype": _SAFETENSORS_DTYPES[array.dtype],
             "shape": list(array.shape),
-            "data_offsets": [offset, offset + len(blob)],
+            "data_offsets": [offset, offset + array.nbytes],
         }
-        blobs.append(blob)
-        offset += len(blob)
+        arrays.append(array.reshape(-1).view(np.uint8))  # (nbytes,): a flat view, no copy
+        offset += array.nbytes
     header_bytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     header_bytes += b" " * (-len(header_bytes) % 8)
-    return struct.pack("<Q", len(header_bytes)) + header_bytes + b"".join(blobs)
+    return [struct.pack("<Q", len(header_bytes)) + header_bytes, *arrays]
+
+
+def encode_safetensors(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> bytes:
+    """Serialises arrays to the safetensors format with sorted keys (deterministic bytes).
+
+    Readable by ``safetensors.safe_open`` / ``safetensors.torch.load_file``. Builds the whole
+    file in memory; :func:`write_entry` writes :func:`safetensors_parts` instead.
+    """
+    return b"".join(bytes(part) for part in safetensors_parts(tensors, metadata))
 
 
 def read_safetensors_header(path: str | Path) -> dict[str, Any]:
@@ -540,7 +561,8 @@ def write_entry(
         "label": "" if label is None else str(int(label)),
     }
     tensors = {"features": features, "frame_indices": frame_indices, "timestamps": timestamps}
-    atomic_write_bytes(feature_path(cache_dir, rel_path), encode_safetensors(tensors, metadata))
+    # streamed from the arrays: encoding to one bytes object held the features 3 more times
+    atomic_write_bytes(feature_path(cache_dir, rel_path), safetensors_parts(tensors, metadata))
     row = manifest_row(rel_path, label, "ok", features.shape[0], features.shape[1])
     _append(cache_dir, row, manifest)
 

@@ -296,7 +296,8 @@ class DecodePool:
         decode_size: (width, height) for decord to resize to inside the decoder; None keeps the
             source size. -1 in either keeps that side's aspect ratio.
         num_threads: decoder threads per worker.
-        max_chunks_per_worker: chunks each worker may have waiting in the parent.
+        max_chunks_per_worker: chunks each worker may have waiting in the parent
+            (:attr:`peak_chunks_waiting` reports the most there were at once, all workers).
         start_method: multiprocessing start method: "forkserver" (default; safe with torch and
             CUDA in the parent), "spawn" (slow: each worker imports torch) or "fork".
 
@@ -354,6 +355,9 @@ class DecodePool:
         # counted per position (not per video or process) so the bound holds across both
         self._waiting = [0] * num_workers
         self._lock = threading.Lock()  # guards _waiting (monitor thread and consumer)
+        # the most chunks held in the parent at once during the last imap, all workers together:
+        # what the memory bound rests on, kept so tests and benchmarks can check it
+        self.peak_chunks_waiting = 0
         # the consumer wakes the monitor when it takes a chunk; non-blocking so it never waits
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -472,6 +476,7 @@ class DecodePool:
         events: queue.Queue = queue.Queue()
         self._stop.clear()
         self._waiting = [0] * self.num_workers
+        self.peak_chunks_waiting = 0
         self._monitor = threading.Thread(
             target=self._monitor_loop,
             args=(iter(tasks), events),
@@ -602,6 +607,7 @@ class DecodePool:
                     frames = torch.empty(shape, dtype=dtype)
                 with self._lock:
                     self._waiting[index] += 1
+                    self.peak_chunks_waiting = max(self.peak_chunks_waiting, sum(self._waiting))
                 events.put((index, FrameChunk(key, start, frames)))
             elif kind == "started":
                 _, key, info, frame_indices, timestamps = message

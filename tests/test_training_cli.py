@@ -51,6 +51,8 @@ def test_fit_writes_the_run_directory(fitted, tiny):
         assert (run_dir / "config.yaml").is_file()
         assert (run_dir / "checkpoints" / "last.ckpt").is_file()
         assert len(glob.glob(str(run_dir / "checkpoints" / "best-epoch=*.ckpt"))) == 1
+        # written through AtomicCheckpointIO: no temporary file left behind
+        assert [p.name for p in (run_dir / "checkpoints").iterdir() if p.name.startswith(".")] == []
         assert (run_dir / "tensorboard").is_dir() and (run_dir / "csv_logs").is_dir()
         history = read_history(run_dir / "history.csv")
         assert [row["epoch"] for row in history] == [0, 1]
@@ -324,3 +326,36 @@ def test_validation_subset_choice(tiny, capsys):
     # 4 training videos per class, 1 of class 0 failed: one per class held out (stratified).
     assert sorted(key.split("/")[0] for key in val) == ["action0", "action1", "action2"]
     assert len(train) == 11 - 3
+
+
+def test_checkpoints_are_replaced_atomically(tiny, tmp_path, monkeypatch):
+    import os
+
+    from video_eleatt.features.cache import CacheWriteError
+    from video_eleatt.training.cli import AtomicCheckpointIO, _run_cli
+
+    run_dir = tmp_path / "run"
+    cli = _run_cli(
+        ["fit", "--config", str(tiny["config"]), "--trainer.max_epochs=1",
+         f"--trainer.default_root_dir={run_dir}"],
+        exit_on_error=False,
+    )  # fmt: skip
+    assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+    # A write that fails before the rename (a kill, a full disk) leaves the previous
+    # checkpoint whole and loadable, and no temporary file.
+    path = run_dir / "checkpoints" / "last.ckpt"
+    before = torch.load(path, weights_only=True)
+    newer = {**before, "global_step": before["global_step"] + 1}
+
+    def failing_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(CacheWriteError, match=r"last\.ckpt"):
+        AtomicCheckpointIO().save_checkpoint(newer, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["global_step"] == before["global_step"]
+    assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith(".")) == []
+    AtomicCheckpointIO().save_checkpoint(newer, path)
+    assert torch.load(path, weights_only=True)["global_step"] == before["global_step"] + 1

@@ -23,6 +23,7 @@ Python entry point for programs (the comparison runner): :func:`run_training`.
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import sys
 import warnings
@@ -34,6 +35,7 @@ import yaml
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from video_eleatt.training.callbacks import (
     EpochHistory,
@@ -151,6 +153,8 @@ class EleAttCLI(LightningCLI):
         if not isinstance(callbacks, list):
             callbacks = [callbacks]
         kwargs["callbacks"] = [*callbacks, self.run_callback]
+        if not trainer_config.get("plugins"):
+            kwargs["plugins"] = [AtomicCheckpointIO()]
         if verb == "fit":
             # Appended after the configurable best-checkpoint callback, so last.ckpt records
             # that callback's state of the same epoch.
@@ -194,6 +198,30 @@ class EleAttCLI(LightningCLI):
 
 
 # --------------------------------------------------------------------------- checkpoints
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file in their own folder, fsync'ed, then renamed.
+
+    Lightning's own writer stages the file in the system's temporary folder and moves it into
+    place, which is a copy (not atomic) when that folder is on another file system, with no
+    fsync: a kill or power cut during the copy leaves a truncated ``last.ckpt`` and the next
+    ``fit`` cannot resume. Here a reader sees the previous checkpoint or the whole new one.
+    Paths with a scheme (``s3://...``) keep Lightning's writer.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        import torch
+
+        from video_eleatt.features.cache import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(path, buffer.getbuffer())
 
 
 def last_checkpoint_callback(checkpoint_dir: str | Path) -> ModelCheckpoint:

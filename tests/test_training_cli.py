@@ -359,3 +359,11 @@ def test_checkpoints_are_replaced_atomically(tiny, tmp_path, monkeypatch):
     assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith(".")) == []
     AtomicCheckpointIO().save_checkpoint(newer, path)
     assert torch.load(path, weights_only=True)["global_step"] == before["global_step"] + 1
+
+
+def test_predict_help_shows_both_forms(capsys):
+    assert dispatcher.main(["predict", "--help"]) == 0
+    out = capsys.readouterr().out
+    raw_video, lightning = out.split("predict without --checkpoint")
+    assert "--checkpoint CHECKPOINT" in raw_video and "--attention_overlay" in raw_video
+    assert "--trainer.accelerator" in lightning and "--data.cache CACHE" in lightning

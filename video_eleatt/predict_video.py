@@ -382,7 +382,7 @@ def build_parser() -> Any:
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(
-        prog="video-eleatt predict --checkpoint",
+        prog="video-eleatt predict",
         description=(
             "Classify raw videos with a trained checkpoint: decode, sample, extract features "
             "with the backbone and settings recorded with the checkpoint, and print the top-k "

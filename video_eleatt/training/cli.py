@@ -451,6 +451,11 @@ def main(argv: list[str]) -> int:
         arg == "--checkpoint" or arg.startswith("--checkpoint=") for arg in argv[1:]
     ):
         return _predict_videos(argv[1:])
+    if verb == "predict" and any(arg in ("-h", "--help") for arg in argv[1:]):
+        # predict has two forms; Lightning's help below only knows the feature-cache one
+        predict_video = importlib.import_module("video_eleatt.predict_video")
+        print(predict_video.build_parser().format_help())
+        print("video-eleatt predict without --checkpoint: Lightning's predict over a cache\n")
     from video_eleatt.datasets import DatasetError
     from video_eleatt.features.cache import CacheError
 

@@ -21,12 +21,7 @@ NUM_GATES = {"gru": 3, "lstm": 4, "rnn": 1}
 TORCH_LAYERS = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def batch_with_lengths(batch=4, steps=6, input_size=5, seed=0):

@@ -28,13 +28,7 @@ CELL_PATHS = [("gru", "fused"), ("gru", "loop"), ("lstm", "loop"), ("rnn", "loop
 FUSED_MODULE = "video_eleatt.models.fused_gru"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny matrices: threads only add contention on the shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make_layer(cell, path, input_size, hidden_size, gate_activation, x_example, dtype):

@@ -155,6 +155,46 @@ def test_classifier_scores_are_padding_invariant(cell, pooling):
     assert not torch.allclose(model(padded), logits)
 
 
+def test_input_standardisation_is_the_classifier_on_standardised_features():
+    torch.manual_seed(5)
+    config = ClassifierConfig(5, 4, hidden_size=3, input_norm="standardize", dropout=0.0)
+    model = SequenceClassifier(config).double().eval()
+    assert model.needs_input_statistics
+    mean = torch.tensor([1.0, -2.0, 0.5, 100.0, 0.0], dtype=torch.float64)
+    std = torch.tensor([2.0, 0.1, 1.0, 50.0, 0.0], dtype=torch.float64)  # a constant dimension
+    model.set_input_statistics(mean, std)
+    assert not model.needs_input_statistics
+    assert torch.equal(model.input_std, std.clamp(min=1e-6))
+    # the same weights without standardisation, fed the standardised features by hand
+    plain = SequenceClassifier(ClassifierConfig(5, 4, hidden_size=3, dropout=0.0)).double()
+    plain.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if not k.startswith("input_")}
+    )
+    x, lengths = batch_with_lengths()
+    x = x * std.clamp(min=1) + mean  # features at the statistics' scale
+    by_hand = plain((x - mean) / std.clamp(min=1e-6), lengths)
+    assert_close(model(x, lengths), by_hand, atol=1e-12, name="logits")
+    # the statistics are buffers: saved and loaded with the weights (checkpoints)
+    copy = SequenceClassifier(config).double()
+    copy.load_state_dict(model.state_dict())
+    assert not copy.needs_input_statistics
+    assert_close(copy.eval()(x, lengths), by_hand, atol=1e-12, name="reloaded logits")
+    # padding stays invisible: padded steps are standardised too but never read
+    garbage = 50 * torch.randn(4, 9, 5, dtype=torch.float64)
+    valid = torch.arange(9) < lengths.unsqueeze(1)
+    padded = torch.where(valid.unsqueeze(2), torch.cat([x, x[:, :3]], dim=1), garbage)
+    assert_close(model(padded, lengths), by_hand, atol=1e-12, name="padded logits")
+
+    with pytest.raises(ValueError, match=r"finite \(5,\) vector"):
+        model.set_input_statistics(mean[:4], std[:4])
+    with pytest.raises(ValueError, match="finite"):
+        model.set_input_statistics(mean, std * float("nan"))
+    with pytest.raises(ValueError, match="input_norm='standardize'"):
+        plain.set_input_statistics(mean, std)
+    with pytest.raises(ValueError, match="unknown input_norm 'zscore'"):
+        ClassifierConfig(5, 4, input_norm="zscore")
+
+
 def test_full_length_batch_needs_no_lengths():
     model = SequenceClassifier(ClassifierConfig(5, 4, hidden_size=3, dropout=0.0)).double()
     x, _ = batch_with_lengths()

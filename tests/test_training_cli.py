@@ -367,3 +367,38 @@ def test_predict_help_shows_both_forms(capsys):
     raw_video, lightning = out.split("predict without --checkpoint")
     assert "--checkpoint CHECKPOINT" in raw_video and "--attention_overlay" in raw_video
     assert "--trainer.accelerator" in lightning and "--data.cache CACHE" in lightning
+
+
+def test_input_standardisation_uses_the_training_features_and_travels_with_the_checkpoint(
+    tiny, tmp_path, capsys
+):
+    import numpy as np
+
+    from video_eleatt.training.cli import _run_cli
+
+    run_dir = tmp_path / "standardised"
+    argv = ["fit", "--config", str(tiny["config"]), "--model.input_norm=standardize"]
+    cli = _run_cli(
+        [*argv, "--trainer.max_epochs=1", f"--trainer.default_root_dir={run_dir}"],
+        exit_on_error=False,
+    )
+    assert "inputs standardised per dimension" in capsys.readouterr().err
+    datamodule = cli.datamodule
+    train_keys = datamodule.datasets["train"].keys
+    steps = np.concatenate(
+        [datamodule.cache.load(key).features.numpy().astype(np.float64) for key in train_keys]
+    )  # (all training steps, D)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    state = checkpoint["state_dict"]
+    np.testing.assert_allclose(state["classifier.input_mean"].numpy(), steps.mean(0), atol=1e-5)
+    np.testing.assert_allclose(state["classifier.input_std"].numpy(), steps.std(0), rtol=1e-5)
+    assert bool(state["classifier.input_statistics_set"])
+    assert checkpoint["video_eleatt"]["model"]["input_norm"] == "standardize"
+
+    # evaluation uses the checkpoint's statistics; a config without them is refused
+    test_argv = ["test", "--config", str(tiny["config"]), "--model.input_norm=standardize"]
+    where = [f"--trainer.default_root_dir={run_dir}", "--ckpt_path", "last"]
+    assert dispatcher.main([*test_argv, *where]) == 0
+    plain = ["test", "--config", str(tiny["config"]), *where]
+    assert dispatcher.main(plain) != 0
+    assert "input_norm: checkpoint 'standardize', config 'none'" in capsys.readouterr().err

@@ -7,6 +7,13 @@ scores over the valid steps):
   The head is affine, so this equals the head applied to the mean hidden state, which is how it
   is computed (one (B, N) product instead of (B, T, N)).
 - ``"last"``: the class scores of each sequence's last valid step.
+
+Input standardisation (``input_norm="standardize"``, our addition, not the paper's): each
+feature dimension is mapped to ``(x - mean) / std`` with statistics of the training features,
+held as buffers so that checkpoints carry them to evaluation, attention analysis and raw-video
+prediction. CNN features (untrained ones especially) differ in scale by orders of magnitude
+across dimensions; the statistics are set once with :meth:`SequenceClassifier.set_input_statistics`
+(training does it before the first step).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from video_eleatt.models.eleatt import check_gate_activation, check_sequence_inp
 from video_eleatt.models.stack import RecurrentStack, check_cell
 
 POOLINGS = ("mean", "last")
+INPUT_NORMS = ("none", "standardize")
 
 
 @dataclass
@@ -38,6 +46,8 @@ class ClassifierConfig:
         gate_activation: "sigmoid" (the paper's) or "softmax".
         dropout: between layers and before the head (the paper uses 0.5).
         pooling: "mean" of per-step class scores over valid steps, or "last" valid step.
+        input_norm: "none" (the paper's) or "standardize" (per-dimension mean and std of the
+            training features, see :meth:`SequenceClassifier.set_input_statistics`).
     """
 
     input_size: int
@@ -49,6 +59,7 @@ class ClassifierConfig:
     gate_activation: Literal["sigmoid", "softmax"] = "sigmoid"
     dropout: float = 0.5
     pooling: Literal["mean", "last"] = "mean"
+    input_norm: Literal["none", "standardize"] = "none"
 
     def __post_init__(self) -> None:
         check_cell(self.cell)
@@ -56,6 +67,10 @@ class ClassifierConfig:
         if self.pooling not in POOLINGS:
             raise ValueError(
                 f"unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}"
+            )
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(
+                f"unknown input_norm {self.input_norm!r}; choose one of {', '.join(INPUT_NORMS)}"
             )
         for name in ("input_size", "num_classes", "hidden_size"):
             if getattr(self, name) < 1:
@@ -91,6 +106,40 @@ class SequenceClassifier(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.num_classes)
         self.num_features = config.hidden_size
+        if config.input_norm == "standardize":
+            self.register_buffer("input_mean", torch.zeros(config.input_size))
+            self.register_buffer("input_std", torch.ones(config.input_size))
+            self.register_buffer("input_statistics_set", torch.tensor(False))
+
+    def set_input_statistics(self, mean: Tensor, std: Tensor) -> None:
+        """Sets the per-dimension mean and std (D,) that ``input_norm="standardize"`` uses.
+
+        A std below 1e-6 (a constant dimension) is raised to 1e-6.
+
+        Raises:
+            ValueError: the model does not standardise, or the statistics are not finite
+                (D,) vectors.
+        """
+        if self.config.input_norm != "standardize":
+            raise ValueError(
+                f"set_input_statistics: this classifier has input_norm="
+                f"{self.config.input_norm!r}; build it with input_norm='standardize'"
+            )
+        size = self.config.input_size
+        for name, value in (("mean", mean), ("std", std)):
+            if tuple(value.shape) != (size,) or not bool(torch.isfinite(value).all()):
+                raise ValueError(
+                    f"set_input_statistics: {name} must be a finite ({size},) vector; got "
+                    f"shape {tuple(value.shape)}"
+                )
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std.clamp(min=1e-6))
+        self.input_statistics_set.fill_(True)
+
+    @property
+    def needs_input_statistics(self) -> bool:
+        """True when the model standardises its input and the statistics are not set yet."""
+        return self.config.input_norm == "standardize" and not bool(self.input_statistics_set)
 
     def forward_features(
         self,
@@ -104,6 +153,10 @@ class SequenceClassifier(nn.Module):
             features, self.config.input_size, self.head.weight, "SequenceClassifier"
         )
         lengths = resolve_lengths(features, lengths, owner="SequenceClassifier")
+        if self.config.input_norm == "standardize":
+            features = (features - self.input_mean.to(features.dtype)) / self.input_std.to(
+                features.dtype
+            )
         hidden, _, attentions = self.stack(
             features, lengths=lengths, return_attention=return_attention
         )

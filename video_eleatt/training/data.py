@@ -518,6 +518,38 @@ class FeatureDataModule(pl.LightningDataModule):
         if stage == "fit":
             say(f"data: evaluation protocol: {self.eval_protocol()['description']}")
 
+    def feature_statistics(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Per-dimension mean and standard deviation of every step of the training videos.
+
+        Computed in float64 one video at a time (means and squared deviations merged with
+        Chan's formula, so large feature values lose no precision), over all cached steps of
+        each training video, whatever ``train_sampling`` later draws. Every rank computes the
+        same values from the whole subset.
+
+        Returns:
+            mean (D,) and std (D,) float32 tensors (population std), and the number of steps.
+        """
+        dataset = self.datasets.get("train") or self._build("train")
+        count = 0
+        mean = np.zeros(self.feature_dim, np.float64)
+        squares = np.zeros(self.feature_dim, np.float64)  # sum of squared deviations
+        for key in dataset.keys:
+            features = self.cache.load(key).features.numpy().astype(np.float64)  # (L, D)
+            n = features.shape[0]
+            if n == 0:
+                continue
+            video_mean = features.mean(axis=0)
+            video_squares = ((features - video_mean) ** 2).sum(axis=0)
+            delta = video_mean - mean
+            total = count + n
+            mean = mean + delta * (n / total)
+            squares = squares + video_squares + delta**2 * (count * n / total)
+            count = total
+        if count == 0:
+            raise TrainingError("input standardisation: the training videos have no steps")
+        std = np.sqrt(squares / count)
+        return torch.from_numpy(mean).float(), torch.from_numpy(std).float(), count
+
     # ------------------------------------------------------------------ loaders
 
     def _loader(self, role: str, **kwargs: Any) -> DataLoader:

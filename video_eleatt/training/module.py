@@ -25,6 +25,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from video_eleatt.models.classifier import ClassifierConfig, SequenceClassifier
+from video_eleatt.training.data import say
 from video_eleatt.training.errors import TrainingError
 from video_eleatt.training.metrics import ClassificationMetrics, warn_if_no_top5
 
@@ -41,6 +42,7 @@ ARCHITECTURE_KEYS = (
     "num_plain_layers",
     "gate_activation",
     "pooling",
+    "input_norm",
 )
 CHECKPOINT_KEY = "video_eleatt"
 
@@ -67,6 +69,9 @@ class ActionClassifier(pl.LightningModule):
         lr_factor: multiplier on a plateau (paper: 0.1).
         lr_patience: epochs without improvement before the learning rate drops.
         min_lr: the learning rate never goes below this.
+        input_norm: "none" (the paper's) or "standardize": each feature dimension is
+            standardised with the mean and std of the training videos' features, computed
+            when ``fit`` starts and kept in the checkpoint (our addition).
     """
 
     def __init__(
@@ -86,6 +91,7 @@ class ActionClassifier(pl.LightningModule):
         lr_factor: float = 0.1,
         lr_patience: int = 5,
         min_lr: float = 1e-6,
+        input_norm: Literal["none", "standardize"] = "none",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -105,6 +111,7 @@ class ActionClassifier(pl.LightningModule):
                 gate_activation=gate_activation,
                 dropout=dropout,
                 pooling=pooling,
+                input_norm=input_norm,
             )
         except ValueError as err:
             raise TrainingError(f"model options: {err}") from err
@@ -169,6 +176,20 @@ class ActionClassifier(pl.LightningModule):
             batch_size=batch_size,
         )
         return loss
+
+    def on_fit_start(self) -> None:
+        # After a resume the statistics come from the checkpoint (restored before this hook).
+        if not self.classifier.needs_input_statistics:
+            return
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "feature_statistics"):
+            raise TrainingError(
+                "model.input_norm: standardize takes its statistics from the training features "
+                "of the FeatureDataModule; fit with a data module (data.cache)"
+            )
+        mean, std, steps = datamodule.feature_statistics()
+        self.classifier.set_input_statistics(mean.to(self.device), std.to(self.device))
+        say(f"model: inputs standardised per dimension with the statistics of {steps} steps")
 
     def on_train_start(self) -> None:
         # Restored here, after the sanity check, right before the first resumed epoch.

@@ -18,6 +18,7 @@ from training_fixtures import make_tiny_cache, tiny_config
 from video_eleatt import cli as dispatcher
 from video_eleatt.training.callbacks import HISTORY_COLUMNS, read_history
 from video_eleatt.training.cli import EleAttCLI, run_training
+from video_eleatt.training.errors import TrainingError
 
 BASELINE = ["--model.num_eleatt_layers=0", "--model.num_plain_layers=1"]
 REPO = Path(__file__).resolve().parents[1]
@@ -331,7 +332,6 @@ def test_validation_subset_choice(tiny, capsys):
 def test_checkpoints_are_replaced_atomically(tiny, tmp_path, monkeypatch):
     import os
 
-    from video_eleatt.features.cache import CacheWriteError
     from video_eleatt.training.cli import AtomicCheckpointIO, _run_cli
 
     run_dir = tmp_path / "run"
@@ -352,7 +352,7 @@ def test_checkpoints_are_replaced_atomically(tiny, tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(CacheWriteError, match=r"last\.ckpt"):
+    with pytest.raises(TrainingError, match=r"last\.ckpt: the disk is full"):
         AtomicCheckpointIO().save_checkpoint(newer, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=True)["global_step"] == before["global_step"]

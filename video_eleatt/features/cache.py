@@ -25,8 +25,6 @@ always give the same bytes.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -40,6 +38,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from video_eleatt import fileio
+from video_eleatt.fileio import write_failure_reason
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -144,63 +145,26 @@ def cache_dir_name(dataset_name: str, backbone_name: str, digest: str) -> str:
 
 
 def _write_error(path: Path, err: OSError) -> CacheWriteError:
-    reason = {
-        errno.ENOSPC: "the disk is full",
-        errno.EDQUOT: "the disk quota is exceeded",
-        errno.EACCES: "permission denied",
-        errno.EPERM: "permission denied",
-        errno.EROFS: "the file system is read-only",
-    }.get(err.errno or 0, err.strerror or str(err))
     return CacheWriteError(
-        f"cannot write {path}: {reason} ({type(err).__name__}: {err}). Free space or choose a "
-        "writable output_root; entries written so far are kept and a rerun resumes from them."
+        f"cannot write {path}: {write_failure_reason(err)} ({type(err).__name__}: {err}). Free "
+        "space or choose a writable output_root; entries written so far are kept and a rerun "
+        "resumes from them."
     )
 
 
 def atomic_write_bytes(path: str | Path, data: bytes | Iterable[Any]) -> None:
-    """Writes ``data`` to ``path`` so that readers see the old file or the whole new one.
+    """:func:`video_eleatt.fileio.atomic_write_bytes` for cache files.
 
-    A temporary file in the same directory is written, flushed and fsync'ed, then renamed over
-    ``path``; the directory is fsync'ed so the rename survives a power cut.
-
-    Args:
-        path: the file to (re)place.
-        data: the content, or bytes-like parts (``bytes``, C-contiguous numpy arrays) written
-            one after the other: a video's (T, D) features go to the file straight from their
-            array, with no joined copy of the whole file in memory (see :func:`write_entry`).
+    ``data`` may be parts written one after the other: a video's (T, D) features go to the
+    file straight from their array (see :func:`write_entry`).
 
     Raises:
         CacheWriteError: naming the path when the directory cannot be created or written.
     """
-    path = Path(path)
-    parts = [data] if isinstance(data, bytes | bytearray | memoryview) else data
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as handle:
-            for part in parts:
-                handle.write(part)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fileio.atomic_write_bytes(path, data)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise _write_error(path, err) from err
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        raise _write_error(Path(path), err) from err
 
 
 # --------------------------------------------------------------------------- safetensors

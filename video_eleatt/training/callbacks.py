@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.cli import SaveConfigCallback
 
+from video_eleatt.fileio import atomic_write_bytes
 from video_eleatt.training.data import say
 from video_eleatt.training.metrics import per_class_accuracy, save_confusion_matrix
 
@@ -42,12 +42,9 @@ PREDICT_TOP_K = 5
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Writes a text file so readers see the old or the whole new content."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    """Writes a UTF-8 text file so readers see the old or the whole new content
+    (:func:`video_eleatt.fileio.atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def json_safe(value: Any) -> Any:

@@ -37,6 +37,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from video_eleatt.fileio import atomic_write_bytes, write_failure_reason
 from video_eleatt.training.callbacks import (
     EpochHistory,
     EvaluationWriter,
@@ -201,13 +202,16 @@ class EleAttCLI(LightningCLI):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written to a temporary file in their own folder, fsync'ed, then renamed.
+    """Checkpoints written with :func:`video_eleatt.fileio.atomic_write_bytes`.
 
     Lightning's own writer stages the file in the system's temporary folder and moves it into
     place, which is a copy (not atomic) when that folder is on another file system, with no
     fsync: a kill or power cut during the copy leaves a truncated ``last.ckpt`` and the next
     ``fit`` cannot resume. Here a reader sees the previous checkpoint or the whole new one.
     Paths with a scheme (``s3://...``) keep Lightning's writer.
+
+    Raises:
+        TrainingError: the checkpoint cannot be written (names the file and the reason).
     """
 
     def save_checkpoint(
@@ -217,11 +221,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         import torch
 
-        from video_eleatt.features.cache import atomic_write_bytes
-
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        atomic_write_bytes(path, buffer.getbuffer())
+        try:
+            atomic_write_bytes(path, buffer.getbuffer())
+        except OSError as err:
+            raise TrainingError(
+                f"cannot write checkpoint {path}: {write_failure_reason(err)} "
+                f"({type(err).__name__}: {err}); the previous checkpoint there is unchanged. "
+                "Free space or choose another trainer.default_root_dir"
+            ) from err
 
 
 def last_checkpoint_callback(checkpoint_dir: str | Path) -> ModelCheckpoint:

@@ -86,9 +86,34 @@ def describe_main(argv: list[str]) -> int:
         "dataset spec (top-level `dataset:` or `data: [init_args:] dataset:`) or from "
         "--dataset/--root.",
     )
+    add_dataset_arguments(parser)
+    parser.add_argument("--per_class", type=bool, default=True, help="print the class table")
+    args = parser.parse_args(argv)
+    if args.config is None and (args.dataset is None or args.root is None):
+        parser.error(NO_DATASET)
+    try:
+        spec = spec_from_arguments(args)
+        with warnings.catch_warnings():
+            # The description reports what the warnings would say (notes, missing).
+            warnings.simplefilter("ignore")
+            index = load_index(spec)
+    except DatasetError as err:
+        print(f"video-eleatt describe: error: {err}", file=sys.stderr)
+        return 1
+    print(format_description(index, per_class=args.per_class))
+    return 0
+
+
+NO_DATASET = "give --config FILE.yaml, or --dataset NAME and --root DIR"
+
+
+def add_dataset_arguments(parser: Any, root_help: str = "dataset root") -> None:
+    """The options that name a dataset: ``--config`` (a YAML holding a dataset spec) or
+    ``--dataset``/``--root``, refined by ``--split`` and ``--annotations``; read them back
+    with :func:`spec_from_arguments`."""
     parser.add_argument("--config", type=str | None, default=None, help="YAML with a dataset")
     parser.add_argument("--dataset", type=str | None, default=None, help="format name")
-    parser.add_argument("--root", type=str | None, default=None, help="dataset root")
+    parser.add_argument("--root", type=str | None, default=None, help=root_help)
     parser.add_argument(
         "--split",
         type=str | None,
@@ -101,30 +126,27 @@ def describe_main(argv: list[str]) -> int:
         default=None,
         help="annotation file or folder, if elsewhere",
     )
-    parser.add_argument("--per_class", type=bool, default=True, help="print the class table")
-    args = parser.parse_args(argv)
-    try:
-        if args.config is not None:
-            spec = spec_from_config(Path(args.config))
-            # Command-line values refine the config's (e.g. another split).
-            for key in ("root", "split", "annotations"):
-                if getattr(args, key) is not None:
-                    setattr(spec, key, getattr(args, key))
-            if args.dataset is not None:
-                spec.name = args.dataset
-        elif args.dataset is not None and args.root is not None:
-            spec = DatasetSpec(args.dataset, args.root, args.split, args.annotations)
-        else:
-            parser.error("give --config FILE.yaml, or --dataset NAME and --root DIR")
-        with warnings.catch_warnings():
-            # The description reports what the warnings would say (notes, missing).
-            warnings.simplefilter("ignore")
-            index = load_index(spec)
-    except DatasetError as err:
-        print(f"video-eleatt describe: error: {err}", file=sys.stderr)
-        return 1
-    print(format_description(index, per_class=args.per_class))
-    return 0
+
+
+def spec_from_arguments(args: Any) -> DatasetSpec:
+    """The dataset spec of :func:`add_dataset_arguments`' options: the config's, with any
+    value given on the command line replacing its own (e.g. another split), or
+    ``--dataset`` with ``--root``.
+
+    Raises:
+        DatasetError: neither a config nor both ``--dataset`` and ``--root``, or a bad config.
+    """
+    if args.config is not None:
+        spec = spec_from_config(Path(args.config))
+        for key in ("root", "split", "annotations"):
+            if getattr(args, key) is not None:
+                setattr(spec, key, getattr(args, key))
+        if args.dataset is not None:
+            spec.name = args.dataset
+        return spec
+    if args.dataset is None or args.root is None:
+        raise DatasetError(NO_DATASET)
+    return DatasetSpec(args.dataset, args.root, args.split, args.annotations)
 
 
 def spec_from_config(path: Path) -> DatasetSpec:

@@ -181,23 +181,17 @@ def main(argv: list[str]) -> int:
     """``video-eleatt check``: decode a few frames of every video, list the unreadable ones."""
     from jsonargparse import ActionYesNo, ArgumentParser
 
+    from video_eleatt.datasets.cli import add_dataset_arguments
+
     parser = ArgumentParser(
         prog="video-eleatt check",
         description="Preflight: decode the first, last and a few random frames of every video "
         "(in parallel, with a per-video timeout) and list the ones that cannot be decoded. "
         "Videos from a config's dataset spec, --dataset/--root, --list or --folder.",
     )
-    parser.add_argument("--config", type=str | None, default=None, help="YAML with a dataset")
-    parser.add_argument("--dataset", type=str | None, default=None, help="dataset format name")
-    parser.add_argument(
-        "--root",
-        type=str | None,
-        default=None,
-        help="dataset root, or the folder --list paths are relative to (default: its folder)",
-    )
-    parser.add_argument("--split", type=str | None, default=None, help="dataset split")
-    parser.add_argument(
-        "--annotations", type=str | None, default=None, help="annotations, if elsewhere"
+    add_dataset_arguments(
+        parser,
+        root_help="dataset root, or the folder --list paths are relative to (default: its folder)",
     )
     parser.add_argument("--list", type=str | None, default=None, help="file: one path a line")
     parser.add_argument("--folder", type=str | None, default=None, help="check every video here")
@@ -257,20 +251,10 @@ def _videos_to_check(args) -> tuple[Path, list[str]]:
         if not folder.is_dir():
             raise ValueError(f"--folder {folder} is not a directory")
         return folder, scan_folder(folder, args.extensions)
-    from video_eleatt.datasets.index import DatasetSpec, load_index
+    from video_eleatt.datasets.cli import spec_from_arguments
+    from video_eleatt.datasets.index import load_index
 
-    if args.config is not None:
-        from video_eleatt.datasets.cli import spec_from_config
-
-        spec = spec_from_config(Path(args.config))
-        for key in ("root", "split", "annotations"):
-            if getattr(args, key) is not None:
-                setattr(spec, key, getattr(args, key))
-    else:
-        if args.root is None:
-            raise ValueError("--dataset needs --root DIR")
-        spec = DatasetSpec(args.dataset, args.root, args.split, args.annotations)
-    index = load_index(spec)
+    index = load_index(spec_from_arguments(args))
     # videos the annotations list but the local copy lacks (tolerated for Kinetics) are checked
     # too: they fail as missing files, so they appear in the list of unreadable videos
     return index.root, [record.rel_path for record in index.records] + list(index.missing)

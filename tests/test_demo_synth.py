@@ -122,6 +122,20 @@ def test_classes_of_a_family_show_the_same_object_states(family):
         np.testing.assert_array_equal(other, states[0])
 
 
+def test_default_classes_are_the_size_and_hue_families_in_order():
+    assert synth.DEFAULT_CLASSES == (
+        "Grow",
+        "Shrink",
+        "GrowShrink",
+        "ShrinkGrow",
+        "HueForward",
+        "HueBackward",
+        "HueForwardBack",
+        "HueBackForward",
+    )
+    assert SynthConfig().classes == synth.DEFAULT_CLASSES
+
+
 def test_unknown_class_and_pattern_name_the_choices():
     with pytest.raises(ValueError, match=r"unknown demo class 'Jump'.*Grow"):
         render_video("Jump", SMALL, 1, 1)

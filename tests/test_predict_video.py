@@ -15,6 +15,7 @@ import torch
 from test_demo_main import run_quick_demo
 
 from video_eleatt.cli import main as cli_main
+from video_eleatt.demo.synth import DEFAULT_CLASSES
 from video_eleatt.predict_video import load_predictor, predict_video, video_features
 
 LINE = re.compile(r"^  (\d)\. (\S+)\s+([0-9.]+)$")
@@ -67,16 +68,7 @@ def test_predict_prints_top_k_and_draws_the_overlay(demo, tmp_path, capsys):
         assert [int(m.group(1)) for m in ranked] == [1, 2, 3]
         probabilities = [float(m.group(3)) for m in ranked]
         assert probabilities == sorted(probabilities, reverse=True)
-        assert {m.group(2) for m in ranked} <= {
-            "Grow",
-            "Shrink",
-            "GrowShrink",
-            "ShrinkGrow",
-            "HueForward",
-            "HueBackward",
-            "HueForwardBack",
-            "HueBackForward",
-        }
+        assert {m.group(2) for m in ranked} <= set(DEFAULT_CLASSES)
         png = tmp_path / f"overlay_{video.stem}.png"
         assert f"attention overlay: {png}" in out
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

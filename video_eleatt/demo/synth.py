@@ -76,15 +76,9 @@ CLASSES: dict[str, tuple[str, str]] = {
     "RotateClockwiseBack": ("angle", "rise_fall"),
     "RotateAnticlockwiseBack": ("angle", "fall_rise"),
 }
-DEFAULT_CLASSES: tuple[str, ...] = (
-    "Grow",
-    "Shrink",
-    "GrowShrink",
-    "ShrinkGrow",
-    "HueForward",
-    "HueBackward",
-    "HueForwardBack",
-    "HueBackForward",
+# The demo's classes: the size and hue families (rotation is available, not used by default).
+DEFAULT_CLASSES: tuple[str, ...] = tuple(
+    name for name, (family, _) in CLASSES.items() if family in ("size", "hue")
 )
 PATTERNS = ("rise", "fall", "rise_fall", "fall_rise")
 FAMILIES = ("size", "hue", "angle")

@@ -43,7 +43,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from video_eleatt.datasets import DatasetError, DatasetIndex, DatasetSpec, load_index
-from video_eleatt.training.errors import TrainingError
+from video_eleatt.training.errors import TrainingError, first_differences
 
 TrainSampling = Literal["segments", "window", "full"]
 EvalSampling = Literal["full", "clips"]
@@ -371,11 +371,7 @@ class FeatureDataModule(pl.LightningDataModule):
         index_names = list(self.index.class_names)
         cache_names = self.cache.class_names
         if cache_names is not None and list(cache_names) != index_names:
-            differing = [
-                f"{i}: cache {a!r} vs index {b!r}"
-                for i, (a, b) in enumerate(zip(cache_names, index_names))
-                if a != b
-            ][:3]
+            differing = first_differences(list(cache_names), index_names, "cache", "index")
             raise TrainingError(
                 f"class mismatch: the cache {self.cache.cache_dir} has {len(cache_names)} "
                 f"classes, the {self.spec.name} index at {self.spec.root} has "

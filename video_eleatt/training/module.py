@@ -26,7 +26,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from video_eleatt.models.classifier import ClassifierConfig, SequenceClassifier
 from video_eleatt.training.data import say
-from video_eleatt.training.errors import TrainingError
+from video_eleatt.training.errors import TrainingError, first_differences
 from video_eleatt.training.metrics import ClassificationMetrics, warn_if_no_top5
 
 LrMonitor = Literal[
@@ -377,11 +377,7 @@ def check_class_names(saved: list[str], current: list[str]) -> None:
     """Raises TrainingError when a checkpoint's classes are not the data's, in order."""
     if saved == current:
         return
-    differing = [
-        f"{i}: checkpoint {a!r}, data {b!r}"
-        for i, (a, b) in enumerate(zip(saved, current))
-        if a != b
-    ][:3]
+    differing = first_differences(saved, current, "checkpoint", "data")
     raise TrainingError(
         f"the checkpoint's {len(saved)} classes are not the data's {len(current)} classes "
         f"(first differences: {differing}); its class ids would mean other actions. Evaluate it "

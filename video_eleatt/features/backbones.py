@@ -80,6 +80,14 @@ class Backbone:
     preprocess: PreprocessConfig
     identity: dict[str, Any]
     untrained: bool
+    _inference: tuple[nn.Module, int] | None = field(default=None, repr=False, compare=False)
+
+    def inference_model(self) -> tuple[nn.Module, int]:
+        """The model with BatchNorm folded (:func:`fold_batchnorm`) and the number folded;
+        folded once, shared by every runner of this backbone (parity check, extraction)."""
+        if self._inference is None:
+            self._inference = fold_batchnorm(self.model.eval())
+        return self._inference
 
 
 def untrained_banner(name: str) -> str:

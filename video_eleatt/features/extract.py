@@ -36,7 +36,6 @@ from video_eleatt.features.backbones import (
     Backbone,
     BackboneConfig,
     build_backbone,
-    fold_batchnorm,
 )
 from video_eleatt.features.cache import (
     CONFIG_NAME,
@@ -742,7 +741,7 @@ class FeatureRunner:
         self.backbone = backbone
         self.device = device
         self.precision = precision
-        model, self.folded_batchnorms = fold_batchnorm(backbone.model.eval())
+        model, self.folded_batchnorms = backbone.inference_model()
         self.model = model.to(device, memory_format=torch.channels_last).eval()
         self._checked = False
 

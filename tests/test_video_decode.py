@@ -16,7 +16,13 @@ from video_factory import (
     write_vfr_video,
 )
 
-from video_eleatt.video.decode import VideoDecodeError, VideoInfo, VideoReader
+from video_eleatt.video.decode import (
+    FrameTableMismatch,
+    VideoDecodeError,
+    VideoInfo,
+    VideoReader,
+    read_frames,
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +33,7 @@ def videos(tmp_path_factory):
         "mkv": write_index_video(root / "cfr.mkv", 40, fps=25.0, codec="ffv1"),
         "lossy": write_index_video(root / "lossy.mp4", 40, fps=25.0, lossless=False, seed=1),
         "vfr": write_vfr_video(root / "vfr.mp4"),
+        "gop4": write_index_video(root / "gop4.mp4", 40, fps=25.0, keyframe_interval=4),
         "root": root,
     }
 
@@ -66,21 +73,31 @@ def test_indices_are_clamped_to_the_decodable_range(videos):
     assert read_indices(frames) == [0, 5, 39, 39, 39]
 
 
-def test_chunks_never_ask_decord_for_more_than_chunk_size(videos):
-    reader = VideoReader(videos["mp4"])
-    reader.sequential_for = lambda indices: False  # the decord path (sparse requests)
-    calls = []
-    get_batch = reader._reader.get_batch
+@pytest.mark.parametrize("path", ["sequential", "seek"])
+def test_chunks_never_exceed_chunk_size(videos, path):
+    reader = VideoReader(videos["gop4"])
+    asked = range(39, -1, -1) if path == "sequential" else [38, 30, 22, 14, 6, 3, 0]
+    assert reader.seek_for(np.unique(asked)) == (path == "seek")
+    chunks = list(reader.iter_frames(asked, 3))
+    assert [len(indices) for indices, _ in chunks[:-1]] == [3] * (len(chunks) - 1)
+    assert 1 <= len(chunks[-1][0]) <= 3
+    assert read_indices_flat(frames for _, frames in chunks) == sorted(asked)
 
-    def spy(indices):
-        calls.append(list(indices))
-        return get_batch(indices)
 
-    reader._reader.get_batch = spy
-    got = read_indices_flat(frames for _, frames in reader.iter_frames(range(39, -1, -1), 6))
-    assert [len(call) for call in calls] == [6, 6, 6, 6, 6, 6, 4]
-    assert [index for call in calls for index in call] == list(range(40))  # sorted, each once
-    assert got == list(range(40))
+def test_seek_and_sequential_paths_give_identical_frames(videos):
+    reader = VideoReader(videos["gop4"])
+    asked = np.array([1, 9, 9, 22, 35])
+    assert reader.seek_for(asked)  # keyframes every 4 frames: seeking decodes 3 of 5 frames
+    sought = torch.cat([frames for _, frames in reader.iter_frames(asked, 2)])
+    reader.seek_for = lambda indices: False
+    decoded = torch.cat([frames for _, frames in reader.iter_frames(asked, 2)])
+    assert torch.equal(sought, decoded)
+    assert read_indices(sought) == asked.tolist()
+
+
+def test_sparse_requests_on_a_long_gop_decode_sequentially(videos):
+    reader = VideoReader(videos["mp4"])  # one keyframe: a seek saves nothing
+    assert not reader.seek_for(np.array([5, 20, 35]))
 
 
 def test_cfr_timestamps_are_index_over_fps(videos):
@@ -95,23 +112,21 @@ def test_vfr_timestamps_come_from_the_container(videos):
     reader = VideoReader(videos["vfr"])
     assert reader.info.num_frames == len(VFR_PTS)
     np.testing.assert_allclose(reader.frame_timestamps(), VFR_PTS, atol=1e-6)
-    # decord's average fps of an mp4 is frames / duration, not the nominal rate (10)
+    # FFmpeg's average rate of an mp4 is frames / duration, not the nominal rate (10)
     assert reader.info.fps == pytest.approx(len(VFR_PTS) / 1.7, rel=1e-3)
     [(_, frames)] = list(reader.iter_frames(range(10)))
     assert read_indices(frames) == list(range(10))
 
 
-def test_garbage_timestamps_fall_back_to_index_over_fps(videos, monkeypatch):
-    import decord
-
-    def garbage(self, indices):
-        return np.zeros((len(indices), 2), np.float32)  # all equal: unusable
-
-    monkeypatch.setattr(decord.VideoReader, "get_frame_timestamp", garbage)
-    reader = VideoReader(videos["vfr"])
-    assert not reader.timestamps_from_container
-    np.testing.assert_allclose(reader.frame_timestamps(), np.arange(10) / reader.info.fps)
-    assert reader.info.duration == pytest.approx(10 / reader.info.fps)
+def test_absurd_container_times_are_derived_from_the_rate(tmp_path):
+    # a frame 20000 s after the previous one in a 3-frame, 10 fps video: not a real time
+    path = write_index_video(tmp_path / "absurd.mkv", 3, fps=10.0, codec="ffv1", pts=[0, 0.1, 2e4])
+    reader = VideoReader(path)
+    assert reader.info.timestamps_source == "derived" and not reader.timestamps_from_container
+    np.testing.assert_allclose(reader.frame_timestamps(), [0.0, 0.1, 0.2])
+    assert reader.info.duration == pytest.approx(0.3)
+    [(_, frames)] = list(reader.iter_frames(range(3)))
+    assert read_indices(frames) == [0, 1, 2]
 
 
 def test_decoder_resizes_to_decode_size(videos):
@@ -122,30 +137,77 @@ def test_decoder_resizes_to_decode_size(videos):
     assert read_indices(frames) == [0, 21, 39]
 
 
-def test_decode_error_names_path_count_fps_and_indices(videos):
+def _fail_at(monkeypatch, position: int) -> None:
+    """Make the decoder raise once it has output ``position`` frames (a damaged packet)."""
+    from video_eleatt.video import decode
+
+    decode_checked = decode._decode_checked
+
+    def failing(container, stream):
+        for count, frame in enumerate(decode_checked(container, stream)):
+            if count == position:
+                raise decode._DecodeFailure("InvalidDataError: boom")
+            yield frame
+
+    monkeypatch.setattr(decode, "_decode_checked", failing)
+
+
+def test_decode_error_names_path_count_fps_frame_and_indices(videos, monkeypatch):
     reader = VideoReader(videos["mp4"])
-    reader.sequential_for = lambda indices: False  # decord decodes (PyAV falls back to it too)
-
-    def failing(indices):
-        raise RuntimeError("[10:31:19] /src/video/video_reader.cc:1: Check failed: boom")
-
-    reader._reader.get_batch = failing
+    _fail_at(monkeypatch, 21)
+    chunks = []
     with pytest.raises(VideoDecodeError) as caught:
-        next(reader.iter_frames([3, 9]))
+        for chunk in reader.iter_frames([3, 9, 30], chunk_size=2):
+            chunks.append(chunk)
     message = str(caught.value)
     assert str(videos["mp4"]) in message
     assert "40 frames at 25.000 fps" in message
-    assert "[3, 9]" in message
-    assert "RuntimeError: Check failed: boom" in message  # decord's location prefix removed
-    assert isinstance(caught.value.__cause__, RuntimeError)
+    assert "frame 21 (about 0.84 s) failed: InvalidDataError: boom" in message
+    assert "[3, 9, 30]" in message and "allow_partial" in message
+    assert caught.value.decodable_frames == 21
+    assert [indices.tolist() for indices, _ in chunks] == [[3, 9]]  # never a substitute for 30
 
 
-def test_decord_small_width_quirk_gives_a_clear_error(tmp_path):
-    # decord 0.6.0 fails to copy frames 48 pixels wide (also 8, 16, 24, 72); if this test
-    # fails because decoding now works, decord was fixed: drop the hint in decode.py.
+def test_allow_partial_keeps_the_decodable_prefix(videos, monkeypatch):
+    _fail_at(monkeypatch, 21)
+    with pytest.raises(VideoDecodeError, match="frame 21"):
+        VideoReader(videos["mp4"], index="decode")  # the decode pass meets the error
+    reader = VideoReader(videos["mp4"], index="decode", allow_partial=True)
+    assert reader.info.num_frames == 21 and reader.info.partial
+    assert reader.info.frames_in_file == 40
+    assert reader.info.duration == pytest.approx(21 / 25.0)
+    [(indices, frames)] = list(reader.iter_frames(range(40), chunk_size=40))
+    assert read_indices(frames) == indices.tolist() == [*range(21), *[20] * 19]  # clamped
+    info, indices, timestamps, frames = read_frames(
+        videos["mp4"], lambda info, times: np.arange(info.num_frames), allow_partial=True
+    )
+    assert info.partial and read_indices(frames) == list(range(21))
+    np.testing.assert_allclose(timestamps, np.arange(21) / 25.0, atol=1e-6)
+
+
+def test_a_wrong_container_table_is_rebuilt_from_a_decode_pass(videos, monkeypatch):
+    from video_eleatt.video import decode
+
+    container_table = decode._container_table
+
+    def shifted(container, stream):  # claims frame 10 is missing and one more at the end
+        table = container_table(container, stream)
+        pts = np.concatenate([table.pts[:10], table.pts[11:], [table.pts[-1] + 512]])
+        return decode._FrameTable(pts, table.keyframes, False, len(pts))
+
+    monkeypatch.setattr(decode, "_container_table", shifted)
+    reader = VideoReader(videos["mp4"])
+    with pytest.raises(FrameTableMismatch, match="index='decode'"):
+        list(reader.iter_frames(range(40)))
+    info, indices, _, frames = read_frames(videos["mp4"], lambda info, times: np.arange(40))
+    assert info.num_frames == 40 and read_indices(frames) == indices.tolist() == list(range(40))
+
+
+def test_frames_48_pixels_wide_decode(tmp_path):
+    # decord 0.6.0 failed to copy frames 48 pixels wide (also 8, 16, 24, 72)
     path = write_index_video(tmp_path / "w48.mp4", 3, size=(48, 48))
-    with pytest.raises(VideoDecodeError, match="small frame widths"):
-        VideoReader(path)
+    [(_, frames)] = list(VideoReader(path).iter_frames([0, 1, 2]))
+    assert frames.shape == (3, 48, 48, 3) and read_indices(frames) == [0, 1, 2]
 
 
 EXPECTED_REASON = {
@@ -171,42 +233,3 @@ def test_read_index_rejects_a_frame_that_is_not_a_pattern():
     assert read_index(np.full((48, 64, 3), 0, np.uint8)) == 0
     with pytest.raises(ValueError, match="not an index frame"):
         read_index(np.full((48, 64, 3), 128, np.uint8))
-
-
-@pytest.mark.parametrize("name", ["lossy", "mkv", "vfr"])
-def test_dense_requests_decode_sequentially_and_match_decord(videos, name):
-    # the PyAV sequential path must give decord's frames bit for bit, chunked the same way
-    num_frames = VideoReader(videos[name]).info.num_frames
-    asked = [i for i in range(num_frames) if i % 3 != 1] + [4, 4]
-    dense = VideoReader(videos[name])
-    assert dense.sequential_for(np.sort(dense.clamp(asked)))
-    sparse = VideoReader(videos[name])
-    sparse.sequential_for = lambda indices: False
-    got = list(dense.iter_frames(asked, chunk_size=5))
-    expected = list(sparse.iter_frames(asked, chunk_size=5))
-    assert [i.tolist() for i, _ in got] == [i.tolist() for i, _ in expected]
-    for (_, frames), (_, reference) in zip(got, expected, strict=True):
-        assert torch.equal(frames, reference)
-    assert read_indices_flat(f for _, f in got) == sorted(asked)
-
-
-def test_sparse_or_resized_requests_use_decord(videos):
-    reader = VideoReader(videos["mp4"])
-    assert not reader.sequential_for(np.array([0, 39]))  # 20 frames apart on average
-    assert not VideoReader(videos["mp4"], width=32, height=24).sequential_for(np.arange(40))
-
-
-def test_sequential_mismatch_falls_back_to_decord_without_losing_frames(videos, monkeypatch):
-    from video_eleatt.video import decode
-
-    check = decode._SequentialDecoder._check
-
-    def fail_at_frame_21(self, frame_index, frame):
-        if frame_index == 21:
-            raise decode._SequentialMismatch("test")
-        check(self, frame_index, frame)
-
-    monkeypatch.setattr(decode._SequentialDecoder, "_check", fail_at_frame_21)
-    chunks = list(VideoReader(videos["mp4"]).iter_frames(range(40), chunk_size=8))
-    assert [len(indices) for indices, _ in chunks] == [8, 8, 8, 8, 8]
-    assert read_indices_flat(frames for _, frames in chunks) == list(range(40))

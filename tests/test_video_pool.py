@@ -214,10 +214,10 @@ def test_peak_memory_does_not_grow_with_video_length(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
-@pytest.mark.parametrize("sample_fps", [0.5, 2.0], ids=["sparse-decord", "dense-pyav"])
+@pytest.mark.parametrize("sample_fps", [0.5, 2.0], ids=["sparse", "dense"])
 def test_slow_consumer_does_not_let_the_decoder_read_the_video_into_memory(tmp_path, sample_fps):
-    # decord's thread runs ahead of get_batch and, while the worker waits on a slow consumer,
-    # decodes that lead into RGB frames: up to the whole video (74 MB here) before the fix
+    # a decoder that runs ahead of its caller (decord's reader thread did) turns the lead into
+    # RGB frames while the worker waits on a slow consumer: up to the whole video (74 MB here)
     long = write_index_video(tmp_path / "long.mp4", 6000, size=(64, 64), lossless=False)
     short = write_index_video(tmp_path / "short.mp4", 60, size=(64, 64), lossless=False)
     sampling = SamplingConfig(mode="fps", fps=sample_fps)
@@ -231,3 +231,38 @@ def test_slow_consumer_does_not_let_the_decoder_read_the_video_into_memory(tmp_p
             peaks.append(pool.worker_peak_rss()[0])
     kept_everything = 6000 * 64 * 64 * 3
     assert peaks[1] - peaks[0] < kept_everything / 4
+
+
+def test_a_wrong_frame_table_restarts_the_video_from_a_decode_pass(videos, monkeypatch):
+    from video_eleatt.video import decode
+
+    container_table = decode._container_table
+
+    def shifted(container, stream):  # says frame 10 is missing and one more comes at the end
+        table = container_table(container, stream)
+        pts = np.concatenate([table.pts[:10], table.pts[11:], [table.pts[-1] + 1]])
+        return decode._FrameTable(pts, table.keyframes, False, len(pts))
+
+    monkeypatch.setattr(decode, "_container_table", shifted)  # the forked worker inherits it
+    with DecodePool(1, 30, chunk_size=4, start_method="fork") as pool:
+        events = list(pool.imap([DecodeTask("a", videos["a.mp4"], ALL)]))
+    first = [i for i, event in enumerate(events) if isinstance(event, VideoStarted)]
+    assert len(first) == 2  # started, the chunks before the mismatch, started again
+    assert all(isinstance(event, FrameChunk) for event in events[first[0] + 1 : first[1]])
+    assert read_indices_flat(e.frames for e in events[first[0] + 1 : first[1]]) == list(range(8))
+    assert_complete(events[first[1] :], list(range(40)), chunk_size=4)
+
+
+def test_allow_partial_restarts_a_damaged_video_as_its_decodable_prefix(tmp_path):
+    from video_factory import ground_truth, write_conformance_video
+
+    path = str(write_conformance_video(tmp_path, "h264_slice_errors"))
+    first_error = ground_truth(path).first_error
+    with DecodePool(1, 30, chunk_size=64, start_method="fork") as pool:
+        failed = list(pool.imap([DecodeTask("v", path, ALL)]))
+    with DecodePool(1, 30, chunk_size=64, start_method="fork", allow_partial=True) as pool:
+        events = list(pool.imap([DecodeTask("v", path, ALL)]))
+    assert isinstance(failed[-1], VideoFailed) and f"frame {first_error} " in failed[-1].reason
+    last_start = max(i for i, event in enumerate(events) if isinstance(event, VideoStarted))
+    assert events[last_start].info.partial and events[last_start].info.num_frames == first_error
+    assert_complete(events[last_start:], list(range(first_error)), chunk_size=64)

@@ -47,13 +47,31 @@ def test_fps_on_a_variable_frame_rate_video(tmp_path):
     indices = sample(10, reader.info.fps, timestamps, mode="fps", fps=5.0)
     # times 0, .2, ..., 1.6 s (span 1.6 s + one average frame interval); frame starts are
     # 0, .1, .15, .4, .42, .44, .9, 1.0, 1.5, 1.6: the latest start <= t is
+    # [0, 2, 3, 5, 5, 7, 7, 7, 9]; 9 samples of 10 frames force no repeat, so each repeat moves
+    # to the next free frame and the end pulls back: [0, 2, 3, 4, 5, 6, 7, 8, 9]
     assert VFR_PTS == (0.0, 0.1, 0.15, 0.4, 0.42, 0.44, 0.9, 1.0, 1.5, 1.6)
-    assert indices == [0, 2, 3, 5, 5, 7, 7, 7, 9]
+    assert indices == [0, 2, 3, 4, 5, 6, 7, 8, 9]
     assert read_indices_flat(frames for _, frames in reader.iter_frames(indices)) == indices
     # without the timestamps the same video is sampled as if constant-rate (i / avg fps)
     fallback = sample(10, reader.info.fps, None, mode="fps", fps=5.0)
     assert fallback == [math.floor(k / 5.0 * reader.info.fps + 1e-9) for k in range(9)]
     assert fallback != indices
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ({"mode": "uniform", "num_frames": 4}, [0, 1, 2, 3]),
+        ({"mode": "segments", "num_segments": 5}, [0, 1, 2, 3, 4]),
+        # 6 samples of 5 frames: a frame may be used ceil(6 / 5) = 2 times, no more
+        ({"mode": "uniform", "num_frames": 6}, [0, 0, 1, 1, 2, 2]),
+    ],
+)
+def test_repeats_only_where_the_length_forces_them(mode, expected):
+    # 5 frames, the first one shown for 10 s, the rest 0.1 s each: every uniform time but the
+    # last falls on frame 0, yet 4 or 5 samples fit in 5 distinct frames
+    timestamps = np.array([0.0, 10.0, 10.1, 10.2, 10.3])
+    assert sample(5, 10.0, timestamps, **mode) == expected
 
 
 def test_timestamps_are_taken_from_the_first_frame():

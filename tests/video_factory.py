@@ -16,6 +16,13 @@ Writers (each returns the path it wrote):
   with no frames, and a video whose every packet is garbage.
 - :func:`write_video_folder`: a folder of small videos that differ from each other (seeded
   noise on top of the index pattern), for extraction and pipeline tests.
+- :func:`write_conformance_video`: the conformance suite, one small file per decoding quirk
+  (:data:`CONFORMANCE_KINDS`: B-frames in AVI and MP4, start offsets, negative start times
+  hidden by an edit list, Matroska, VP9, MJPEG, a pause, rotation metadata, odd size, gray,
+  10-bit, a single frame) and per kind of damage (:data:`DAMAGED_KINDS`). Each writer's
+  docstring records what FFmpeg and decord do with its file.
+- :func:`ground_truth`: what a plain sequential PyAV decode of a file gives (the index of
+  every output frame, turned upright, and its time), to check a decoder against.
 
 Decoders seen to read these back exactly (decord 0.6.0): lossless libx264 in mp4/mkv, ffv1 in
 mkv. Lossy codecs (mpeg4, mjpeg) still give the right :func:`read_index`.
@@ -24,7 +31,8 @@ mkv. Lossy codecs (mpeg4, mjpeg) still give the right :func:`read_index`.
 from __future__ import annotations
 
 import fractions
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -302,6 +310,510 @@ def write_video_folder(
         write_index_video(root / rel_path, count, fps=fps, size=size, seed=seed + position)
         for position, (rel_path, count) in enumerate(zip(rel_paths, counts))
     ]
+
+
+# ------------------------------------------------------------------------ conformance suite
+# One small file per container/codec quirk a frame-exact decoder has to get right, plus damaged
+# files. Each writer's docstring says what FFmpeg (PyAV 18.1, FFmpeg 8.1) does with the file.
+
+
+def _encode(
+    path: Path,
+    images: Iterable[np.ndarray],
+    *,
+    codec: str,
+    rate: fractions.Fraction,
+    time_base: fractions.Fraction,
+    pts: Sequence[int] | None = None,
+    pix_fmt: str = "yuv420p",
+    options: dict[str, str] | None = None,
+    max_b_frames: int | None = None,
+    gop_size: int | None = None,
+    display_rotation: int | None = None,
+) -> Path:
+    """Encode RGB ``images`` (coded orientation) into ``path``; frame i gets ``pts[i]`` ticks.
+
+    ``display_rotation`` is PyAV's counter-clockwise angle (see :func:`write_conformance_video`
+    for the convention); the muxer writes it as the stream's display matrix (mp4 ``tkhd``).
+    """
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        for i, image in enumerate(images):
+            if i == 0:  # the stream's size is the coded size of the first image
+                stream.height, stream.width = image.shape[:2]
+                stream.pix_fmt = pix_fmt
+                stream.options = dict(options or {})
+                if max_b_frames is not None:
+                    stream.codec_context.max_b_frames = max_b_frames
+                if gop_size is not None:
+                    stream.codec_context.gop_size = gop_size
+                stream.codec_context.time_base = time_base
+                stream.time_base = time_base
+                if display_rotation is not None:
+                    stream.set_display_rotation(display_rotation)  # before the first frame
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.time_base = time_base
+            frame.pts = i if pts is None else pts[i]
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _index_images(count: int, size: tuple[int, int] = DEFAULT_SIZE) -> Iterable[np.ndarray]:
+    return (index_frame(i, size) for i in range(count))
+
+
+# libx264 settings that make B-frames: lossless (qp 0) and the ultrafast preset both turn
+# them off, so these files are lossy (crf 20 still reads back exactly with read_index).
+_X264_BFRAMES = {"preset": "medium", "crf": "20", "bf": "3", "g": "24"}
+_X264_LOSSLESS = {"preset": "ultrafast", "qp": "0"}
+
+
+def _mpeg4_bframes_avi(path: Path) -> Path:
+    """MPEG-4 Part 2 (the Xvid/DivX family, as in HMDB51) in AVI, with B-frames, 60 frames at 25
+    fps, GOP 12.
+
+    AVI has no presentation times, only a frame counter; with B-frames the packets come in
+    decode order (pts 1, 4, 2, 3, 7, 5, 6, ... once FFmpeg's parser guesses them) and the first
+    decoded frame has pts 1, not 0. FFmpeg decodes all 60 frames, in order. decord 0.6.0 sorts
+    its frame index by packet pts and seems to see no pts on the B-frames (INT64_MIN ticks of
+    1/25 s = -3.7e17 s): frames 0-20 get that time, the rest only the I/P frames' times (0.08,
+    0.12, 0.20, 0.24, ...); its keyframe indices are wrong (0, 10, 22, ... for 0, 12, 24, ...)
+    and sparse requests return wrong frames (``get_batch([17])`` gives frame 7). Only its
+    front-to-back decode is right.
+    """
+    rate = fractions.Fraction(25)
+    return _encode(
+        path,
+        _index_images(60),
+        codec="mpeg4",
+        rate=rate,
+        time_base=1 / rate,
+        max_b_frames=2,
+        gop_size=12,
+    )
+
+
+def _h264_bframes_mp4(path: Path) -> Path:
+    """H.264 in MP4 with B-frames (up to 3) and a keyframe every 24 frames, 80 frames at 25 fps.
+
+    Packets are in decode order (dts starts below zero, pts != dts); presentation starts at 0.
+    """
+    rate = fractions.Fraction(25)
+    return _encode(
+        path,
+        _index_images(80),
+        codec="libx264",
+        rate=rate,
+        time_base=1 / rate,
+        options=_X264_BFRAMES,
+    )
+
+
+def _h264_offset_mp4(path: Path) -> Path:
+    """H.264 MP4 with B-frames whose first frame is presented at 1.5 s, 60 frames at 25 fps.
+
+    The muxer writes an edit list with an empty edit of 1.5 s; FFmpeg reports the stream's
+    ``start_time`` as 1.5 s and frame pts from there. Frame times are relative to the first.
+    """
+    rate = fractions.Fraction(25)
+    return _encode(
+        path,
+        _index_images(60),
+        codec="libx264",
+        rate=rate,
+        time_base=fractions.Fraction(1, 1000),
+        pts=[1500 + 40 * i for i in range(60)],
+        options=_X264_BFRAMES,
+    )
+
+
+# Frames of h264_negative_start_mp4 before time 0, which the edit list hides.
+_HIDDEN_FRAMES = 10
+
+
+def _h264_negative_start_mp4(path: Path) -> Path:
+    """H.264 MP4 with B-frames whose first 10 coded frames have negative presentation times.
+
+    70 frames are coded at 25 fps from -0.4 s; the MP4 muxer keeps the negative times with an
+    edit list that starts the presentation at the frame coded for 0 s (media time 0.48 s: 0.4 s
+    plus x264's two-frame B-frame delay), so a player shows only the 60 frames from 0 s, as in
+    a clip cut with ``ffmpeg -ss ... -c copy``. FFmpeg demuxes all 70 packets (pts from -0.4 s)
+    but the decoder drops the 10 hidden frames (the demuxer marks them to discard): 60 frames
+    come out, the first at pts 0. The hidden frames encode ``2**16 - 10 .. 2**16 - 1`` (so one
+    that leaks out is recognisable), the shown frame ``i`` encodes ``i``. decord 0.6.0 counts 70
+    frames from -0.4 s; its front-to-back decode gives the 60 shown frames and then repeats the
+    last one 10 times, and its sparse requests are 10 frames off.
+    """
+    rate = fractions.Fraction(25)
+    indices = [(2**INDEX_BITS + k) % 2**INDEX_BITS for k in range(-_HIDDEN_FRAMES, 60)]
+    return _encode(
+        path,
+        (index_frame(index) for index in indices),
+        codec="libx264",
+        rate=rate,
+        time_base=1 / rate,
+        pts=list(range(-_HIDDEN_FRAMES, 60)),
+        options=_X264_BFRAMES,
+    )
+
+
+def _h264_mkv(path: Path) -> Path:
+    """H.264 with B-frames in Matroska at 30 fps, 60 frames.
+
+    Matroska stores times in milliseconds, so 30 fps times are rounded (0, 33, 67, 100, ... ms)
+    and the container has no frame count (``stream.frames`` is 0).
+    """
+    rate = fractions.Fraction(30)
+    return _encode(
+        path,
+        _index_images(60),
+        codec="libx264",
+        rate=rate,
+        time_base=1 / rate,
+        options=_X264_BFRAMES,
+    )
+
+
+def _vp9_webm(path: Path) -> Path:
+    """VP9 in WebM, 60 frames at 25 fps (libvpx realtime: no hidden alt-ref frames)."""
+    rate = fractions.Fraction(25)
+    return _encode(
+        path,
+        _index_images(60),
+        codec="libvpx-vp9",
+        rate=rate,
+        time_base=1 / rate,
+        options={"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0"},
+    )
+
+
+def _mjpeg_avi(path: Path) -> Path:
+    """MJPEG (full-range yuvj420p) in AVI, 40 frames at 25 fps: every frame a keyframe."""
+    rate = fractions.Fraction(25)
+    return _encode(
+        path, _index_images(40), codec="mjpeg", rate=rate, time_base=1 / rate, pix_fmt="yuvj420p"
+    )
+
+
+# Presentation times (seconds) of vfr_gap_mp4: 25 fps with a 1 s pause after frame 29.
+VFR_GAP_PTS = tuple(i / 25 + (1.0 if i >= 30 else 0.0) for i in range(60))
+
+
+def _vfr_gap_mp4(path: Path) -> Path:
+    """Lossless H.264 MP4 at 25 fps with a 1 s pause in the middle (:data:`VFR_GAP_PTS`).
+
+    60 frames over 3.4 s: the container's average rate is 60 / 3.4 s, not 25.
+    """
+    return write_index_video(path, len(VFR_GAP_PTS), fps=25.0, pts=VFR_GAP_PTS)
+
+
+# Upright (displayed) size of rotated90_mp4: coded 64 wide, 80 high. decord 0.6.0 cannot copy
+# out frames of some small widths (48 among them), so the coded width is kept at 64.
+ROTATED_SIZE = (80, 64)
+
+
+def _rotated90_mp4(path: Path) -> Path:
+    """Lossless H.264 MP4 shot "in portrait": frames coded on their side, with a display matrix
+    that turns them upright, 40 frames at 25 fps.
+
+    The file is what a phone writes with the legacy ``rotate=90`` tag: the display matrix in
+    ``tkhd`` is ``a=0, b=1, c=-1, d=0`` (16.16 fixed point), for which FFmpeg's
+    ``av_display_rotation_get`` and PyAV's ``VideoFrame.rotation`` give **-90**: the angle
+    the matrix turns the coded frame *counter-clockwise*, i.e. the coded frame must be turned
+    90 degrees clockwise to be upright (``np.rot90(image, k=frame.rotation // 90)``, as the
+    ffmpeg command line's autorotate does). In the clockwise convention of the ``rotate`` tag
+    (and of :attr:`GroundTruth.rotation`) the rotation is 90.
+
+    Coded frames are ``np.rot90`` (counter-clockwise) of the index pattern, so the upright
+    frame (:data:`ROTATED_SIZE`, 80x64) is the plain pattern; the coded frame is 64x80.
+    decord 0.6.0 applies the rotation itself and returns upright 80x64 frames.
+    """
+    rate = fractions.Fraction(25)
+    return _encode(
+        path,
+        (np.rot90(image) for image in _index_images(40, ROTATED_SIZE)),
+        codec="libx264",
+        rate=rate,
+        time_base=1 / rate,
+        options=_X264_LOSSLESS,
+        display_rotation=-90,  # PyAV's counter-clockwise angle: clockwise 90 to be upright
+    )
+
+
+ODD_SIZE = (67, 51)  # (width, height) of the odd_size video
+
+
+def _odd_size(path: Path) -> Path:
+    """Lossless H.264 (yuv444p, so no chroma subsampling needs even sizes) MP4 of 67x51 pixels,
+    40 frames at 25 fps."""
+    rate = fractions.Fraction(25)
+    return _encode(
+        path,
+        _index_images(40, ODD_SIZE),
+        codec="libx264",
+        rate=rate,
+        time_base=1 / rate,
+        pix_fmt="yuv444p",
+        options=_X264_LOSSLESS,
+    )
+
+
+def _gray(path: Path) -> Path:
+    """FFV1 in Matroska with the ``gray`` pixel format (luma only), 40 frames at 25 fps.
+
+    FFV1, not libx264: x264 can code 4:0:0, but FFmpeg's H.264 decoder returns such frames as
+    yuv420p, so only FFV1 makes the decoder hand out ``gray`` frames to convert to RGB.
+    """
+    rate = fractions.Fraction(25)
+    return _encode(
+        path, _index_images(40), codec="ffv1", rate=rate, time_base=1 / rate, pix_fmt="gray"
+    )
+
+
+def _yuv420p10(path: Path) -> Path:
+    """10-bit HEVC (libx265, yuv420p10le) with B-frames in MP4, 60 frames at 25 fps."""
+    rate = fractions.Fraction(25)
+    return _encode(
+        path,
+        _index_images(60),
+        codec="libx265",
+        rate=rate,
+        time_base=1 / rate,
+        pix_fmt="yuv420p10le",
+        options={"preset": "ultrafast", "crf": "20", "x265-params": "log-level=error"},
+    )
+
+
+def _single_frame(path: Path) -> Path:
+    """A lossless H.264 MP4 with one frame (the container's average rate is still 25)."""
+    rate = fractions.Fraction(25)
+    return _encode(
+        path,
+        _index_images(1),
+        codec="libx264",
+        rate=rate,
+        time_base=1 / rate,
+        options=_X264_LOSSLESS,
+    )
+
+
+def _avcc_slices(data: bytes, position: int, size: int) -> list[tuple[int, int]]:
+    """(offset, length) of the slice NAL units (types 1 and 5) of one length-prefixed packet."""
+    slices, offset, end = [], position, position + size
+    while offset + 4 < end:
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        if data[offset + 4] & 0x1F in (1, 5):
+            slices.append((offset + 4, length))
+        offset += 4 + length
+    return slices
+
+
+def _packet_spans(path: Path) -> list[tuple[int, int]]:
+    """(byte position, size) of every non-empty video packet of ``path``, in file order."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [(packet.pos, packet.size) for packet in container.demux(video=0) if packet.size]
+
+
+def _h264_slice_errors(path: Path) -> Path:
+    """Lossy H.264 MP4 (no B-frames, keyframe every 50) of 300 frames at 25 fps, 64x48, with
+    two damaged packets.
+
+    - Packet 120 (a P-frame): 4 bytes after its NAL header are zeroed, so its slice header
+      does not parse (FFmpeg logs "reference count 1 overflow", "slice type 15 too large" and
+      "no frame!"). The decoder makes no frame from it and ``avcodec_send_packet`` fails:
+      PyAV raises ``av.error.InvalidDataError`` for that packet, so ``container.decode``
+      stops after 120 frames (a loop that catches the error and goes on decodes the rest).
+      The next frames are decoded against the missing reference: not flagged corrupt, but
+      wrong for a few frames (output positions 120-126 show 119, 119, 119, 114, no pattern,
+      113, 112), after which the picture converges and position k shows frame k + 1.
+    - Packet 210: the second half of its slice data is zeroed: FFmpeg logs "Invalid level
+      prefix" and "error while decoding MB", raises nothing, conceals the damage and flags
+      the frame (``frame.is_corrupt``); the next frame is wrong too, unflagged.
+
+    So 300 packets give 299 frames (the "decord counts 456, FFmpeg decodes 455" case of the
+    bug report), ``packet.is_corrupt`` is never set (the container cannot know), and the first
+    120 frames are exact: :attr:`GroundTruth.first_error` is 120. decord 0.6.0 says 300
+    frames and raises ``DECORDError`` (avcodec_send_packet failed) for any request that
+    makes it decode packet 120.
+    """
+    write_index_video(path, 300, fps=25.0, lossless=False, seed=3, keyframe_interval=50)
+    spans = _packet_spans(path)
+    data = bytearray(path.read_bytes())
+    [(offset, _)] = _avcc_slices(data, *spans[120])[:1]
+    data[offset + 1 : offset + 5] = bytes(4)  # the bits after the NAL header: slice header
+    [(offset, length)] = _avcc_slices(data, *spans[210])[:1]
+    data[offset + length // 2 : offset + length] = bytes(length - length // 2)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _h264_zeroed_middle(path: Path) -> Path:
+    """Lossless H.264 MP4 (no B-frames, keyframe every 10) of 60 noisy 96x64 frames at 25 fps,
+    about 320 KiB, with 64 KiB in the middle of its frame data (``mdat``) zeroed.
+
+    The zeroed bytes cover packets 24-36: 25-35 entirely (the keyframe 30 among them), 24 and
+    36 in part. Packet 24 (its end zeroed) decodes without an error, but its frame is
+    flagged ``frame.is_corrupt`` and shows frame 23. Packets 25-36 start with a zero NAL size:
+    each makes ``avcodec_send_packet`` fail (PyAV raises ``av.error.InvalidDataError``, FFmpeg
+    logs "no frame!") and gives no frame. Packets 37-39 then decode, unflagged, against the
+    lost references into frames with no clean pattern, and the keyframe at 40 recovers. So
+    60 packets give 48 frames; ``container.decode`` raises after 25 frames; ``packet.is_corrupt``
+    is never set. The first 24 frames are exact: :attr:`GroundTruth.first_error` is 24 (the
+    flagged frame is the first error). decord 0.6.0 says 60 frames and raises ``DECORDError``
+    for any request that decodes packets 25-36.
+    """
+    write_index_video(path, 60, fps=25.0, size=(96, 64), seed=5, keyframe_interval=10)
+    data = bytearray(path.read_bytes())
+    start, end = data.find(b"mdat") + 4, data.find(b"moov")
+    if not 0 < start < end - 2**17:
+        raise RuntimeError(f"{path}: frame data not found or smaller than 128 KiB")
+    middle = (start + end) // 2
+    data[middle - 2**15 : middle + 2**15] = bytes(2**16)
+    path.write_bytes(bytes(data))
+    return path
+
+
+_CONFORMANCE_WRITERS = {
+    "mpeg4_bframes_avi": (".avi", _mpeg4_bframes_avi),
+    "h264_bframes_mp4": (".mp4", _h264_bframes_mp4),
+    "h264_offset_mp4": (".mp4", _h264_offset_mp4),
+    "h264_negative_start_mp4": (".mp4", _h264_negative_start_mp4),
+    "h264_mkv": (".mkv", _h264_mkv),
+    "vp9_webm": (".webm", _vp9_webm),
+    "mjpeg_avi": (".avi", _mjpeg_avi),
+    "vfr_gap_mp4": (".mp4", _vfr_gap_mp4),
+    "rotated90_mp4": (".mp4", _rotated90_mp4),
+    "odd_size": (".mp4", _odd_size),
+    "gray": (".mkv", _gray),
+    "yuv420p10": (".mp4", _yuv420p10),
+    "single_frame": (".mp4", _single_frame),
+}
+_DAMAGED_WRITERS = {
+    "h264_slice_errors": (".mp4", _h264_slice_errors),
+    "h264_zeroed_middle": (".mp4", _h264_zeroed_middle),
+}
+
+# Videos whose i-th displayed frame encodes i; see write_conformance_video.
+CONFORMANCE_KINDS: tuple[str, ...] = tuple(_CONFORMANCE_WRITERS)
+# Damaged videos: frames before the first decode error encode their index, later ones may not.
+DAMAGED_KINDS: tuple[str, ...] = tuple(_DAMAGED_WRITERS)
+
+
+def write_conformance_video(folder: str | Path, kind: str) -> Path:
+    """Write the conformance video ``kind`` into ``folder`` as ``<kind>.<ext>``.
+
+    Each kind is one thing a frame-exact decoder must get right; its writer's docstring
+    (``_<kind>`` in this module) says what the file holds and what FFmpeg does with it. For
+    the :data:`CONFORMANCE_KINDS`, the i-th frame a player shows (in presentation order, turned
+    upright) encodes i (:func:`read_index`); :func:`ground_truth` decodes that independently.
+    The :data:`DAMAGED_KINDS` hold decode errors; frames before the first one encode their
+    index. Every file is small: each takes well under 0.3 s to write.
+
+    Rotation convention: FFmpeg's display matrix angle (``av_display_rotation_get``, PyAV's
+    ``VideoFrame.rotation``) is the angle the matrix turns the coded frame counter-clockwise,
+    in [-180, 180]; a phone's "rotate 90" file reads -90 and is made upright by turning the
+    coded frame 90 degrees clockwise. :attr:`GroundTruth.rotation` gives it clockwise, as the
+    legacy ``rotate`` tag does: ``(-frame.rotation) % 360``, so 90 for ``rotated90_mp4``.
+
+    Args:
+        folder: where to write (created).
+        kind: one of :data:`CONFORMANCE_KINDS` or :data:`DAMAGED_KINDS`.
+
+    Returns:
+        The path written.
+    """
+    writers = {**_CONFORMANCE_WRITERS, **_DAMAGED_WRITERS}
+    if kind not in writers:
+        raise ValueError(
+            f"unknown conformance video kind {kind!r}; choose one of "
+            f"{CONFORMANCE_KINDS + DAMAGED_KINDS}"
+        )
+    extension, writer = writers[kind]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return writer(folder / f"{kind}{extension}")
+
+
+@dataclass(frozen=True, eq=False)
+class GroundTruth:
+    """What a plain sequential FFmpeg decode (PyAV) of a video gives; see :func:`ground_truth`.
+
+    Attributes:
+        frame_ids: :func:`read_index` of each decoded frame, turned upright, in output order;
+            -1 where the frame holds no clean pattern (damage).
+        times: float64 (len(frame_ids),) ``frame.pts * time_base`` in seconds, minus the first
+            output frame's.
+        rate: the stream's average frame rate (``stream.average_rate``), frames per second.
+        rotation: degrees the coded frames are turned *clockwise* to be upright (0, 90, 180 or
+            270): the legacy ``rotate`` tag, ``(-frame.rotation) % 360`` in PyAV's terms.
+        size: (width, height) of the upright frames.
+        first_error: number of frames output before the first decode error (a packet the
+            decoder rejects, or a frame it flags ``is_corrupt``); None when there is none.
+    """
+
+    frame_ids: list[int]
+    times: np.ndarray
+    rate: float
+    rotation: int
+    size: tuple[int, int]
+    first_error: int | None
+
+
+def ground_truth(path: str | Path) -> GroundTruth:
+    """Decode ``path`` front to back with PyAV, the reference a decoder is checked against.
+
+    A plain single-threaded sequential decode: every packet of the first video stream in file
+    order, every frame the decoder outputs, in output order. A packet the decoder rejects
+    (``av.error.FFmpegError``, damaged files only) is counted as an error and skipped, as the
+    ffmpeg command line does, rather than ending the decode.
+
+    Args:
+        path: a video, e.g. from :func:`write_conformance_video`.
+
+    Returns:
+        The :class:`GroundTruth`.
+    """
+    import av
+
+    frame_ids: list[int] = []
+    pts: list[int] = []
+    rotation, size, first_error = 0, (0, 0), None
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1  # no frame threads: errors stay with their packet
+        time_base = stream.time_base
+        rate = float(stream.average_rate) if stream.average_rate else float("nan")
+        for packet in container.demux(stream):  # ends with an empty packet: flushes the decoder
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                if first_error is None:
+                    first_error = len(frame_ids)
+                continue
+            for frame in frames:
+                if frame.is_corrupt and first_error is None:
+                    first_error = len(frame_ids)
+                # frame.rotation turns the coded frame counter-clockwise; np.rot90 too
+                image = np.rot90(frame.to_ndarray(format="rgb24"), k=round(frame.rotation / 90))
+                try:
+                    frame_ids.append(read_index(image))
+                except ValueError:
+                    frame_ids.append(-1)
+                pts.append(frame.pts)
+                rotation = (-round(frame.rotation)) % 360
+                size = (image.shape[1], image.shape[0])
+    if not frame_ids:
+        raise ValueError(f"{path}: no frame decodes")
+    times = np.array([float((t - pts[0]) * time_base) for t in pts], dtype=np.float64)
+    return GroundTruth(frame_ids, times, rate, rotation, size, first_error)
 
 
 # ------------------------------------------------------------------ transforms for pool tests

@@ -1,31 +1,57 @@
-"""decord behind a small interface: one reader per video, frames in sorted chunks.
+"""Frame-exact decoding: frame ``i`` is the ``i``-th frame FFmpeg's decoder outputs, always.
 
-Rules this module keeps (decord misbehaves otherwise):
+The ground truth of a video is a sequential decode of the whole file (PyAV,
+``container.decode(stream)``): its ``i``-th output frame is frame ``i``. Every frame this
+module returns is that frame, or the request fails with a reason. Nothing is trusted that has
+not been checked against what the decoder itself outputs.
 
-- torch is imported before decord, and decord only inside :class:`VideoReader` (never at
-  module import), so importing this module has no side effects; decord's bridge is left at
-  its default and frames are converted with ``torch.from_numpy(x.asnumpy())``.
-- One :class:`VideoReader` per video, created in the process that decodes it (decord readers
-  must not cross a fork).
-- Frames are fetched with ``get_batch`` in sorted chunks of at most ``chunk_size`` frames,
-  never the whole video at once, so memory is bounded by the chunk, not the video.
-- Requested indices are clamped to the decodable range ``[0, num_frames - 1]`` (see
-  :meth:`VideoReader.iter_frames`).
-- decord's reader thread runs ahead of ``get_batch``: its loop pushes a new packet whenever the
-  decoder has not produced a frame yet, so the lead grows over a video, and while the caller
-  is busy elsewhere (a worker blocked on a slow consumer) the decoder turns that lead into RGB
-  frames in memory, up to the whole video (measured: 1338 MiB for a 10-minute 320x240 video).
-  So dense requests (most of the frames, at the source size) are decoded with PyAV, one frame
-  at a time in presentation order and converted only when wanted: nothing is decoded while
-  the caller is away, the frames are bit-identical to decord's (checked on lossy and lossless
-  H.264) and it costs about half decord's CPU. Sparse requests, and in-decoder resizing (whose
-  PyAV scaler differs from decord's by a few levels), use decord ``get_batch`` followed by a
-  reset of its decoder (``seek(0)``), which drops the lead; the next chunk starts from a
-  keyframe, as decord's own seek does for a sparse request anyway.
+Why not decord's random access: on MPEG-4 Part 2 AVIs with B-frames (Xvid/DivX, the encoding
+of HMDB51 and other older datasets) decord's ``get_batch`` returned the wrong frame for 35-39
+of 40 requests and reported timestamps of about -3.7e17 s; on an H.264 MP4 with slice errors it
+counted 456 frames where FFmpeg decodes 455 and 14 of 40 random-access frames were wrong.
+decord counts frames from a keyframe; this module identifies every frame by its presentation
+time (pts) instead.
 
-decord can hang forever (holding the GIL) on a file whose header over-reports its frames; this
-module cannot stop that from inside the process. :class:`video_eleatt.video.pool.DecodePool`
-runs readers in worker processes and kills a worker that overruns its per-video timeout.
+How a video is read (:class:`VideoReader`):
+
+1. **Frame table from the container** (demux only, no decoding, about 3 ms for 175 frames):
+   the presentation times of the stream's packets, sorted, are the frames in output order,
+   and its keyframes are the seek points. The table is used only when every packet has a pts
+   and no two share one (a pts-less or duplicate-pts file gets step 1b instead).
+   1b. **Frame table from a decode pass**: decode every frame once without converting it and
+   record what the decoder really outputs. Also used when step 3 finds the container's table
+   wrong (:class:`FrameTableMismatch`; :func:`read_frames` and the decode pool retry that way).
+2. **Timestamps**: seconds from the first frame's presentation, from the pts. They are
+   *derived* as ``index / rate`` for AVI (a constant-rate container whose pts FFmpeg
+   reconstructs) and for pts that are missing, not increasing or absurd (a span beyond 1000
+   times ``frames / rate``); :attr:`VideoInfo.timestamps_source` says which.
+3. **Decoding**, in presentation order, always checked against the table:
+   - *sequential*: decode from the start up to the last wanted frame, convert only the
+     wanted ones; output frame ``i`` must carry the table's pts ``i``. A frame the decoder
+     drops (slice errors, zeroed data) shows as a pts gap; a decoder error or a frame flagged
+     corrupt is a decode error. When the last frame is wanted (mode ``all``), the decoder
+     must also output exactly the table's frame count.
+   - *seek* (sparse requests, when it saves at least 10 % of the decoding): seek to the
+     keyframe at or before each wanted frame and decode forward to the frame with the wanted
+     pts, checking the same way; anything unexpected hands the rest to the sequential path.
+   Only the decoded stretches are checked: a frame dropped where nothing was decoded would go
+   unseen (in a damaged file), so ``video-eleatt check --thorough`` decodes every frame.
+4. **Decode errors** fail the video with the first bad frame's index and time in the reason,
+   or, with ``allow_partial``, the video is its decodable prefix: ``num_frames`` is the count
+   before the first error and :attr:`VideoInfo.partial` is set, with the file's frame count in
+   :attr:`VideoInfo.frames_in_file`. Frames are never substituted.
+5. **Rotation**: frames are returned upright. A display matrix in the container (phone
+   videos) is applied as ``ffmpeg`` applies it (``autorotate``), width and height are the
+   upright ones, and :attr:`VideoInfo.rotation` keeps the stored angle (clockwise, as the
+   ``rotate`` tag says it), which also goes into each feature file's metadata.
+
+decord stays importable for the fork server (``video_eleatt.video.pool``) but decodes nothing
+here: PyAV's sequential path is as fast as decord's ``get_batch`` on typical clips
+(``scripts/bench_extract.py --decode``) and exact where decord is not.
+
+A decoder can still hang inside native code on a hostile file; this module cannot stop that
+from inside the process. :class:`video_eleatt.video.pool.DecodePool` runs readers in worker
+processes and kills a worker that overruns its per-video timeout.
 """
 
 from __future__ import annotations
@@ -33,39 +59,67 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from video_eleatt.video.sampling import usable_timestamps
+# Goes into every feature cache's identity: caches decoded before frame-exact decoding (decord's
+# random access, container timestamps taken on trust) have another identity and are named stale.
+DECODE_VERSION = "frame-exact/2"
 
-# Dense requests (at most this many frames apart on average) are decoded sequentially with PyAV.
-SEQUENTIAL_MAX_MEAN_GAP = 16
+# Seek only when it decodes at most this share of the frames the sequential path would (each
+# seek restarts the decoder at a keyframe and refills its reorder delay).
+SEEK_MAX_COST_SHARE = 0.9
+# Container times spanning more than this many times frames / rate are absurd.
+ABSURD_SPAN_FACTOR = 1000.0
 
-# "[10:31:19] /github/workspace/src/video/video_reader.cc:151: " before every decord message
-_DECORD_PREFIX = re.compile(r"^(\[[0-9:]+\] )?\S+\.(cc|h):\d+: ")
+TIMESTAMPS_CONTAINER = "container"
+TIMESTAMPS_DERIVED = "derived"
 
 
 class VideoDecodeError(RuntimeError):
-    """A video could not be opened or decoded; the message names the file and the request."""
+    """A video could not be opened or decoded exactly; the message names the file and frames.
+
+    Attributes:
+        decodable_frames: frames before the first decode error, when one was located
+            (``allow_partial`` keeps them), else None.
+    """
+
+    def __init__(self, message: str, decodable_frames: int | None = None) -> None:
+        super().__init__(message)
+        self.decodable_frames = decodable_frames
+
+
+class FrameTableMismatch(VideoDecodeError):
+    """The decoder's output disagrees with the container's frame table (not a decode error).
+
+    The caller reopens the video with ``index="decode"``, which builds the table from what the
+    decoder outputs; frames already returned must be dropped.
+    """
 
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What the container says about a video, as decoded.
+    """What a video holds, as decoded.
 
     Attributes:
         path: the file, as given to :class:`VideoReader`.
-        num_frames: number of frames decord indexes (the decodable range is
-            ``[0, num_frames - 1]``).
+        num_frames: frames returned by the decoder (the decodable range is
+            ``[0, num_frames - 1]``); with ``partial``, the frames before the first error.
         fps: average frame rate, frames per second.
         duration: seconds from the first frame's start to the last frame's end.
-        width: width of the frames returned (after in-decoder resizing), pixels.
+        width: width of the frames returned (upright, after resizing), pixels.
         height: height of the frames returned, pixels.
+        timestamps_source: "container" (the frames' presentation times) or "derived"
+            (``index / fps``: AVI, or missing, non-increasing or absurd container times).
+        rotation: the display rotation stored in the file, in the convention of the
+            ``rotate`` tag (degrees clockwise: 0, 90, 180, 270); frames are returned with it
+            applied, upright.
+        partial: True when only the decodable prefix is kept (``allow_partial``).
+        frames_in_file: the frame count of the whole file (container packets), when partial.
     """
 
     path: str
@@ -74,23 +128,54 @@ class VideoInfo:
     duration: float
     width: int
     height: int
+    timestamps_source: str = TIMESTAMPS_CONTAINER
+    rotation: int = 0
+    partial: bool = False
+    frames_in_file: int | None = None
+
+
+@dataclass(frozen=True)
+class _FrameTable:
+    """The frames of a video in output order.
+
+    Attributes:
+        pts: int64 (N,) presentation times in the stream's time base, strictly increasing, or
+            None when the decoder gives no usable times (then frames are known by position).
+        keyframes: int64 sorted positions that a seek can start decoding from (always has 0).
+        from_decoder: True when the table is what a decode pass output (step 1b).
+        frames_in_file: frames the file holds (packets, or decoder outputs until an error).
+        first_error: position and reason of the first decode error, if the decode pass hit one.
+    """
+
+    pts: np.ndarray | None
+    keyframes: np.ndarray
+    from_decoder: bool
+    frames_in_file: int
+    first_error: tuple[int, str] | None = None
+
+    def __len__(self) -> int:
+        return self.frames_in_file if self.first_error is None else self.first_error[0]
 
 
 class VideoReader:
-    """Reads frames of one video file with decord, in sorted chunks.
+    """Reads frames of one video file exactly, in sorted chunks (PyAV/FFmpeg).
 
     Create it in the process that decodes (one reader per video); it is not picklable.
 
     Args:
         path: the video file.
-        width: decode width in pixels (decord resizes inside the decoder); -1 keeps the source
-            width, or scales with ``height`` when only that is given.
-        height: decode height in pixels; -1 as for ``width``.
-        num_threads: decoder threads (0 = decord's automatic choice; 1 suits many workers).
+        width: output width in pixels (resized after decoding, from the upright frame); -1
+            keeps the source width, or scales with ``height`` when only that is given.
+        height: output height in pixels; -1 as for ``width``.
+        num_threads: decoder threads (1 suits many workers; 0 = FFmpeg's choice).
+        allow_partial: keep the decodable prefix of a file with decode errors (see
+            :attr:`VideoInfo.partial`) instead of failing it.
+        index: "auto" (the container's frame table when usable, else a decode pass) or
+            "decode" (always a decode pass: what the decoder outputs, nothing else).
 
     Raises:
-        VideoDecodeError: the file is missing, not a video, has no video stream or no
-            decodable first frame.
+        VideoDecodeError: the file is missing, not a video, has no video stream, no decodable
+            first frame, or (without ``allow_partial``) decode errors found while indexing.
 
     >>> reader = VideoReader("video.mp4")  # doctest: +SKIP
     >>> for frame_indices, frames in reader.iter_frames([0, 10, 20], chunk_size=2):
@@ -100,94 +185,178 @@ class VideoReader:
     """
 
     def __init__(
-        self, path: str | Path, width: int = -1, height: int = -1, num_threads: int = 1
+        self,
+        path: str | Path,
+        width: int = -1,
+        height: int = -1,
+        num_threads: int = 1,
+        allow_partial: bool = False,
+        index: str = "auto",
     ) -> None:
+        if index not in ("auto", "decode"):
+            raise ValueError(f"index must be 'auto' or 'decode', got {index!r}")
         self.path = str(path)
         self._num_threads = num_threads
+        self._reformatter = None
+        self._allow_partial = allow_partial
         if not os.path.exists(self.path):
             raise VideoDecodeError(f"cannot open {self.path}: no such file")
         if os.path.isdir(self.path):
             raise VideoDecodeError(f"cannot open {self.path}: it is a directory, not a video")
         if os.path.getsize(self.path) == 0:
             raise VideoDecodeError(f"cannot open {self.path}: the file is empty (0 bytes)")
-        import decord  # after torch (imported above), and only where decoding happens
-
-        try:
-            self._reader = decord.VideoReader(
-                self.path, width=width, height=height, num_threads=num_threads
-            )
-        except (RuntimeError, AssertionError, decord.DECORDError) as err:
-            raise VideoDecodeError(
-                f"cannot open {self.path} as a video (not a video, truncated, or no video "
-                f"stream): {_first_line(err)}"
-            ) from err
-        self._num_frames = len(self._reader)
+        with self._open() as (container, stream):
+            self._time_base = stream.time_base
+            self._is_avi = "avi" in (container.format.name or "").split(",")
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            self._rate = float(rate) if rate else float("nan")
+            table = None if index == "decode" else _container_table(container, stream)
+        if table is None:
+            table = self._decode_table()
+        self._table = table
+        if table.first_error is not None and not allow_partial:
+            position, reason = table.first_error
+            raise VideoDecodeError(self._error_text(position, reason), decodable_frames=position)
+        self._num_frames = len(table)
         if self._num_frames < 1:
-            raise VideoDecodeError(f"{self.path} has no frames (decord reports {self._num_frames})")
-        self._timestamps = self._read_timestamps()
-        self._fps = self._read_fps()
-        first = self._get_batch(np.zeros(1, np.int64))  # (1, H, W, 3): decodability and size
-        self._drop_read_ahead()
+            reason = table.first_error[1] if table.first_error else "the decoder output nothing"
+            raise VideoDecodeError(
+                f"cannot open {self.path} as a video: no frame decodes ({reason})"
+            )
+        first, self.rotation = self._first_frame()
+        self._size = (width, height)
+        self._timestamps, timestamps_source, self._fps = self._times()
         self._resized = width > 0 or height > 0
-        if self._timestamps_ok:
-            starts_ends = self._raw_timestamps
-            duration = float(starts_ends[-1, 1] - starts_ends[0, 0])
-            if not (math.isfinite(duration) and duration > 0):
-                duration = self._num_frames / self._fps
-        else:
-            duration = self._num_frames / self._fps
+        out_height, out_width = _output_size(first.shape[0], first.shape[1], width, height)
+        partial = len(table) < table.frames_in_file
         self.info = VideoInfo(
             path=self.path,
             num_frames=self._num_frames,
             fps=self._fps,
-            duration=duration,
-            width=int(first.shape[2]),
-            height=int(first.shape[1]),
+            duration=float(self._timestamps[-1] + 1.0 / self._fps),
+            width=out_width,
+            height=out_height,
+            timestamps_source=timestamps_source,
+            rotation=self.rotation,
+            partial=partial,
+            frames_in_file=table.frames_in_file if partial else None,
         )
+
+    # ----------------------------------------------------------------------------- opening
+    @contextlib.contextmanager
+    def _open(self):
+        import av
+
+        try:
+            container = av.open(self.path, metadata_errors="ignore")
+        except Exception as err:  # av.error.* (InvalidDataError, ...), OSError
+            raise VideoDecodeError(
+                f"cannot open {self.path} as a video (not a video, truncated, or no video "
+                f"stream): {_first_line(err)}"
+            ) from err
+        try:
+            if not container.streams.video:
+                raise VideoDecodeError(
+                    f"cannot open {self.path} as a video: cannot find video stream (the "
+                    f"container has {len(container.streams)} streams, none of them video)"
+                )
+            stream = container.streams.video[0]
+            if self._num_threads != 1:
+                stream.thread_type = "AUTO"
+                stream.thread_count = max(0, self._num_threads)
+            yield container, stream
+        finally:
+            container.close()
+
+    def _decode_table(self) -> _FrameTable:
+        """Step 1b: decode every frame once (no conversion) and record what comes out."""
+        pts: list[int | None] = []
+        keyframes = [0]
+        first_error = None
+        with self._open() as (container, stream):
+            try:
+                for position, frame in enumerate(_decode_checked(container, stream)):
+                    if frame.is_corrupt:
+                        raise _DecodeFailure(_CORRUPT)
+                    pts.append(frame.pts)
+                    if frame.key_frame and position:
+                        keyframes.append(position)
+            except _DecodeFailure as failure:
+                first_error = (len(pts), failure.reason)
+            packets = _count_packets(self.path)
+        usable = all(value is not None for value in pts) and _strictly_increasing(pts)
+        frames_in_file = len(pts)
+        if first_error is None and packets > len(pts) > 0 and usable:
+            # the decoder output fewer frames than the file has packets and said nothing:
+            # a dropped frame; without knowing where, only the frames up to it are trusted
+            first_error = (len(pts), f"{packets} packets but {len(pts)} frames decoded")
+            frames_in_file = packets
+        elif first_error is not None:
+            frames_in_file = max(packets, len(pts))
+        return _FrameTable(
+            pts=np.asarray(pts, np.int64) if usable and pts else None,
+            keyframes=np.asarray(keyframes, np.int64),
+            from_decoder=True,
+            frames_in_file=frames_in_file,
+            first_error=first_error,
+        )
+
+    def _first_frame(self) -> tuple[np.ndarray, int]:
+        """The first frame (upright RGB) and the stored rotation: proves the file decodes."""
+        with self._open() as (container, stream):
+            try:
+                frame = next(_decode_checked(container, stream), None)
+            except _DecodeFailure as failure:
+                raise VideoDecodeError(
+                    f"cannot open {self.path} as a video: the first frame does not decode "
+                    f"({failure.reason})",
+                    decodable_frames=0,
+                ) from failure
+            if frame is None or frame.is_corrupt:
+                raise VideoDecodeError(
+                    f"cannot open {self.path} as a video: "
+                    + ("no frame decodes" if frame is None else f"the first frame: {_CORRUPT}")
+                )
+            rotation = _rotation(frame)
+            return _upright(self._rgb(frame), rotation), rotation
+
+    def _times(self) -> tuple[np.ndarray, str, float]:
+        """Frame start times (s, from the first frame), where they come from, and the fps."""
+        count = self._num_frames
+        pts = self._table.pts
+        seconds = None
+        if pts is not None and not self._is_avi and self._time_base:
+            seconds = (pts[:count] - pts[0]).astype(np.float64) * float(self._time_base)
+        rate = self._rate
+        if seconds is not None and count > 1:
+            span = float(seconds[-1])
+            plausible = math.isfinite(rate) and rate > 0
+            if not (span > 0 and (not plausible or span <= ABSURD_SPAN_FACTOR * count / rate)):
+                seconds = None
+        if seconds is not None:
+            if not (math.isfinite(rate) and 0 < rate < 10_000):
+                rate = (count - 1) / float(seconds[-1]) if count > 1 else 25.0
+            return seconds, TIMESTAMPS_CONTAINER, rate
+        if not (math.isfinite(rate) and 0 < rate < 10_000):
+            raise VideoDecodeError(
+                f"{self.path}: no usable frame rate (the stream says {self._rate}) and no usable "
+                f"frame timestamps ({count} frames); re-mux the file with a frame rate"
+            )
+        return np.arange(count, dtype=np.float64) / rate, TIMESTAMPS_DERIVED, rate
 
     # ----------------------------------------------------------------------------- metadata
-    def _read_timestamps(self) -> np.ndarray:
-        try:
-            raw = np.asarray(
-                self._reader.get_frame_timestamp(np.arange(self._num_frames)), dtype=np.float64
-            )  # (num_frames, 2): start and end seconds
-        except Exception:  # decord raises several types here; any failure means "no timestamps"
-            raw = np.zeros((0, 2))
-        self._raw_timestamps = raw
-        starts = raw[:, 0] if raw.ndim == 2 and raw.shape[0] == self._num_frames else raw
-        self._timestamps_ok = usable_timestamps(starts, self._num_frames)
-        return starts if self._timestamps_ok else np.empty(0)
-
-    def _read_fps(self) -> float:
-        try:
-            fps = float(self._reader.get_avg_fps())
-        except Exception:
-            fps = float("nan")
-        if math.isfinite(fps) and 0 < fps < 10_000:
-            return fps
-        if self._timestamps_ok and self._num_frames > 1:
-            span = self._timestamps[-1] - self._timestamps[0]
-            return (self._num_frames - 1) / span
-        raise VideoDecodeError(
-            f"{self.path}: no usable frame rate (decord reports {fps}) and no usable frame "
-            f"timestamps ({self._num_frames} frames); re-mux the file with a frame rate"
-        )
-
     @property
     def timestamps_from_container(self) -> bool:
-        """True when :meth:`frame_timestamps` come from the container, False when estimated."""
-        return self._timestamps_ok
+        """True when :meth:`frame_timestamps` come from the container, False when derived."""
+        return self.info.timestamps_source == TIMESTAMPS_CONTAINER
 
     def frame_timestamps(self) -> np.ndarray:
-        """Start time of every frame in seconds, float64 (num_frames,).
+        """Start time of every frame in seconds from the first frame, float64 (num_frames,).
 
-        From decord's ``get_frame_timestamp`` (the container's presentation times, float32
-        precision) when those are finite, non-decreasing and not all equal; otherwise
-        ``index / fps`` (see :attr:`timestamps_from_container`).
+        The frames' presentation times, or ``index / fps`` where those are not usable (see
+        :attr:`VideoInfo.timestamps_source`).
         """
-        if self._timestamps_ok:
-            return self._timestamps.copy()
-        return np.arange(self._num_frames, dtype=np.float64) / self._fps
+        return self._timestamps.copy()
 
     # -------------------------------------------------------------------------------- frames
     def clamp(self, frame_indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -197,181 +366,414 @@ class VideoReader:
     def iter_frames(
         self, frame_indices: Sequence[int] | np.ndarray, chunk_size: int = 32
     ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """Decode the given frames in sorted chunks of at most ``chunk_size``.
+        """Decode the given frames, exactly, in sorted chunks of at most ``chunk_size``.
 
         Indices are sorted and clamped to ``[0, num_frames - 1]`` (an index past the end gives
         the last frame, a negative one the first; nothing wraps around); duplicates are kept
-        and decoded once by decord. Each chunk is one ``get_batch`` call.
+        and decoded once.
 
         Args:
             frame_indices: frame numbers to decode, any order.
-            chunk_size: most frames per ``get_batch`` call (and per yielded chunk).
+            chunk_size: most frames per yielded chunk.
 
         Yields:
             ``(chunk_indices, frames)``: int64 (n,) sorted clamped indices and uint8
-            (n, H, W, 3) RGB frames, n <= chunk_size.
+            (n, H, W, 3) upright RGB frames, n <= chunk_size.
 
         Raises:
-            VideoDecodeError: decord failed; the message names the path, frame count, fps and
-                the indices asked for.
+            VideoDecodeError: a decode error (the message names the path, frame count, fps,
+                the first bad frame and the indices asked for); it can come after chunks were
+                yielded (the sequential path checks the whole file), so keep a video's chunks
+                until the iteration ends.
+            FrameTableMismatch: the decoder's output disagrees with the container's table;
+                reopen with ``index="decode"`` (see :func:`read_frames`).
         """
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         indices = np.sort(self.clamp(frame_indices))
-        done = 0
-        if self.sequential_for(indices):
-            sequential = _SequentialDecoder(self)
-            try:
-                for chunk_indices, frames in sequential.iter_frames(indices, chunk_size):
-                    yield chunk_indices, frames
-                    done += len(chunk_indices)
-                return
-            except _SequentialMismatch:
-                pass  # continue below with decord from the first frame not yet delivered
-            finally:
-                sequential.close()
-        for start in range(done, len(indices), chunk_size):
-            chunk_indices = indices[start : start + chunk_size]
-            frames = self._get_batch(chunk_indices)
-            self._drop_read_ahead()
-            yield chunk_indices, frames
+        if len(indices) == 0:
+            return
+        yield from _chunked(
+            indices, self._unique_frames(np.unique(indices)), chunk_size, self._output_shape()
+        )
 
-    def sequential_for(self, frame_indices: np.ndarray) -> bool:
-        """True when :meth:`iter_frames` decodes these sorted indices sequentially with PyAV.
+    def seek_for(self, frame_indices: np.ndarray) -> bool:
+        """True when :meth:`iter_frames` seeks for these sorted indices instead of decoding all.
 
-        That is at the source size, with container timestamps to check each frame against,
-        and when the frames asked for are dense: on average at most
-        :data:`SEQUENTIAL_MAX_MEAN_GAP` frames apart (decoding the frames in between costs less
-        than seeking to a keyframe for each).
+        Seeking needs pts to recognise frames and keyframes between the wanted frames, and is
+        chosen when it decodes at most :data:`SEEK_MAX_COST_SHARE` of the frames the
+        sequential path decodes (up to the last wanted frame).
         """
-        if self._resized or not self._timestamps_ok or len(frame_indices) == 0:
+        table = self._table
+        if table.pts is None or len(table.keyframes) < 2 or len(frame_indices) == 0:
             return False
-        span = int(frame_indices[-1]) + 1  # decoded from the start of the file
-        return span <= SEQUENTIAL_MAX_MEAN_GAP * len(frame_indices)
+        wanted = np.unique(frame_indices)
+        return _seek_cost(table.keyframes, wanted) <= SEEK_MAX_COST_SHARE * (wanted[-1] + 1)
 
-    def _drop_read_ahead(self) -> None:
-        """Reset decord's decoder: drops the frames its thread decoded ahead of us."""
-        try:
-            self._reader.seek(0)
-        except Exception as err:
-            raise VideoDecodeError(
-                f"cannot rewind {self.path} ({self._num_frames} frames) after decoding: "
-                f"{_first_line(err)}"
-            ) from err
+    def _rgb(self, frame) -> np.ndarray:
+        """uint8 (H, W, 3) RGB of a decoded frame, through one scaler context per reader
+        (``frame.to_ndarray`` builds a new one for every frame: +0.2 ms a 320x240 frame)."""
+        if self._reformatter is None:
+            from av.video.reformatter import VideoReformatter
 
-    def _get_batch(self, chunk_indices: np.ndarray) -> torch.Tensor:
-        try:
-            batch = self._reader.get_batch(chunk_indices.tolist())
-            return torch.from_numpy(batch.asnumpy())  # (n, H, W, 3) uint8
-        except Exception as err:  # decord raises DECORDError, RuntimeError, IndexError, ...
-            fps = getattr(self, "_fps", float("nan"))
-            hint = ""
-            if "DECORDArrayCopyFromTo" in str(err):
-                hint = (
-                    " (decord 0.6.0 fails on some small frame widths, e.g. 16, 24, 48, 72 "
-                    "pixels; decode at another width)"
+            self._reformatter = VideoReformatter()
+        return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+
+    def _unique_frames(self, wanted: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, frame) of each sorted unique wanted index: seeking when it pays, and
+        sequentially for whatever a seek did not deliver as expected."""
+        done = -1
+        if self.seek_for(wanted):
+            try:
+                for index, image in self._seek_frames(wanted):
+                    yield index, image
+                    done = index
+                return
+            except _SeekSurprise:
+                pass  # decode the rest sequentially, which checks every frame
+        yield from self._sequential_frames(wanted[wanted > done])
+
+    def _output_shape(self) -> tuple[int, int]:
+        return self.info.height, self.info.width
+
+    def _convert(self, frame) -> np.ndarray:
+        """One decoded frame as uint8 (H, W, 3) RGB, upright, at the output size."""
+        image = _upright(self._rgb(frame), self.rotation)
+        if self._resized:
+            height, width = self._output_shape()
+            if image.shape[:2] != (height, width):
+                resized = torch.nn.functional.interpolate(
+                    torch.from_numpy(image).permute(2, 0, 1)[None].float(),
+                    size=(height, width),
+                    mode="bilinear",
+                    antialias=True,
+                    align_corners=False,
                 )
+                image = resized[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+        if image.shape[:2] != self._output_shape():
             raise VideoDecodeError(
-                f"cannot decode {self.path} ({self._num_frames} frames at {fps:.3f} fps): "
-                f"frames {_short(chunk_indices)} failed: {_first_line(err)}{hint}"
-            ) from err
+                f"{self.path}: a frame of size {image.shape[1]}x{image.shape[0]} in a video "
+                f"of {self.info.width}x{self.info.height}; frame sizes that change mid-stream "
+                "are not supported (re-encode the file)"
+            )
+        return image
+
+    def _sequential_frames(self, wanted: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, frame) of each unique wanted index: decoded from the start and checked."""
+        table = self._table
+        pts = table.pts
+        limit = self._num_frames  # frames to deliver (the prefix when partial)
+        partial = limit < table.frames_in_file
+        next_wanted = 0
+        good = 0  # frames output and checked so far
+        with self._open() as (container, stream):
+            try:
+                for position, frame in enumerate(_decode_checked(container, stream)):
+                    if position >= limit:
+                        if partial:
+                            return  # the prefix is delivered; what follows it is damaged
+                        raise self._mismatch(position, f"an extra frame (pts {frame.pts})")
+                    if frame.is_corrupt:
+                        raise _DecodeFailure(_CORRUPT)
+                    if pts is not None and frame.pts != pts[position]:
+                        self._raise_gap(position, frame.pts)
+                    good = position + 1
+                    if next_wanted < len(wanted) and wanted[next_wanted] == position:
+                        yield position, self._convert(frame)
+                        next_wanted += 1
+                        if next_wanted == len(wanted) and good < limit:
+                            return  # the frames after the last one wanted need not decode
+            except _DecodeFailure as failure:
+                if partial and good >= limit:
+                    return
+                raise VideoDecodeError(
+                    self._error_text(good, failure.reason, wanted), decodable_frames=good
+                ) from failure
+        if good < limit:
+            reason = f"the decoder output {good} frames, the file has {limit}"
+            raise VideoDecodeError(self._error_text(good, reason, wanted), decodable_frames=good)
+
+    def _seek_frames(self, wanted: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, frame) of each wanted index, seeking to the keyframe before each.
+
+        Frames are recognised by pts. Anything unexpected (a seek that lands elsewhere, a pts
+        not in the table, an error) raises :class:`_SeekSurprise`, and the caller decodes the
+        remaining frames sequentially, where every frame is checked.
+        """
+        table = self._table
+        assert table.pts is not None
+        pts = table.pts
+        with self._open() as (container, stream):
+            frames = None
+            position = -1  # table position of the last frame decoded
+            for target in wanted.tolist():
+                keyframe = int(
+                    table.keyframes[np.searchsorted(table.keyframes, target, "right") - 1]
+                )
+                if frames is None or keyframe > position + 1 or target <= position:
+                    try:
+                        container.seek(int(pts[keyframe]), stream=stream, backward=True)
+                    except Exception as err:
+                        raise _SeekSurprise(_first_line(err)) from err
+                    frames = _decode_checked(container, stream)
+                    position = keyframe - 1
+                try:
+                    for frame in frames:
+                        found = np.searchsorted(pts, frame.pts) if frame.pts is not None else -1
+                        if found < 0 or found >= len(pts) or pts[found] != frame.pts:
+                            raise _SeekSurprise(f"a frame with pts {frame.pts} not in the table")
+                        if found <= position:
+                            continue  # before the keyframe (leading frames of an open GOP)
+                        if found != position + 1 or frame.is_corrupt:
+                            raise _SeekSurprise(f"frame {found} after frame {position}")
+                        position = int(found)
+                        if found == target:
+                            yield target, self._convert(frame)
+                            break
+                    else:
+                        raise _SeekSurprise(f"the decoder ended before frame {target}")
+                except _DecodeFailure as failure:
+                    raise _SeekSurprise(failure.reason) from failure
+
+    def _raise_gap(self, position: int, got_pts: int | None) -> None:
+        """The decoder skipped frame ``position`` (a pts gap): a decode error, or a bad table."""
+        pts = self._table.pts
+        assert pts is not None
+        if (
+            got_pts is not None
+            and pts[position] < got_pts
+            and got_pts in set(pts[position : position + 64].tolist())
+        ):
+            raise VideoDecodeError(
+                self._error_text(position, "the decoder skipped this frame (a damaged packet)"),
+                decodable_frames=position,
+            )
+        raise self._mismatch(position, f"pts {got_pts} where the container says {pts[position]}")
+
+    def _mismatch(self, position: int, what: str) -> FrameTableMismatch:
+        return FrameTableMismatch(
+            f"{self.path}: the decoder's output disagrees with the container's frame table at "
+            f"frame {position}: {what}; reopen with index='decode'"
+        )
+
+    def _error_text(self, position: int, reason: str, wanted: np.ndarray | None = None) -> str:
+        count = self._table.frames_in_file
+        rate = self._rate if math.isfinite(self._rate) else float("nan")
+        asked = f"; frames asked for: {_short(wanted)}" if wanted is not None else ""
+        return (
+            f"cannot decode {self.path} exactly ({count} frames at {rate:.3f} fps): frame "
+            f"{position} (about {position / rate if rate > 0 else float('nan'):.2f} s) failed: "
+            f"{reason}{asked}. Frames 0-{position - 1} decode; `allow_partial` keeps them"
+            if position > 0
+            else f"cannot decode {self.path} ({count} frames at {rate:.3f} fps): frame 0 "
+            f"failed: {reason}{asked}"
+        )
 
     def __repr__(self) -> str:
         return f"VideoReader({self.path!r}, num_frames={self._num_frames}, fps={self._fps:.3f})"
 
 
+# ------------------------------------------------------------------------- decoding helpers
+class _DecodeFailure(Exception):
+    """The decoder raised, or flagged a frame corrupt; ``reason`` says which."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _SeekSurprise(Exception):
+    """The seek path met something it did not expect; the sequential path takes over."""
+
+
+_CORRUPT = "the decoder flagged the frame corrupt (concealed errors)"
+
+
+def _decode_checked(container, stream) -> Iterator:
+    """``container.decode(stream)``, raising :class:`_DecodeFailure` where the decoder raises."""
+    frames = container.decode(stream)
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except Exception as err:  # av.error.InvalidDataError and friends
+            raise _DecodeFailure(_first_line(err)) from err
+        yield frame
+
+
+def _container_table(container, stream) -> _FrameTable | None:
+    """Step 1: the frame table from the packets' pts (no decoding), or None if unusable."""
+    pts, keyframe_pts = [], []
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.is_discard:
+                continue  # the flush packet demux ends with; frames an edit list cuts off
+            if packet.pts is None or packet.is_corrupt:
+                return None
+            pts.append(packet.pts)
+            if packet.is_keyframe:
+                keyframe_pts.append(packet.pts)
+    except Exception:  # a demux error: let the decode pass find out what decodes
+        return None
+    if not pts:
+        return None
+    ordered = np.sort(np.asarray(pts, np.int64))
+    if not _strictly_increasing(ordered):
+        return None
+    keyframes = np.searchsorted(ordered, np.asarray(keyframe_pts, np.int64))
+    keyframes = np.unique(np.concatenate([[0], keyframes])).astype(np.int64)
+    return _FrameTable(
+        pts=ordered, keyframes=keyframes, from_decoder=False, frames_in_file=len(ordered)
+    )
+
+
+def _count_packets(path: str) -> int:
+    import av
+
+    try:
+        with av.open(path, metadata_errors="ignore") as container:
+            stream = container.streams.video[0]
+            return sum(
+                1 for packet in container.demux(stream) if packet.size and not packet.is_discard
+            )
+    except Exception:
+        return 0
+
+
+def _strictly_increasing(values) -> bool:
+    values = np.asarray(values)
+    return bool(len(values) < 2 or (np.diff(values) > 0).all())
+
+
+def _seek_cost(keyframes: np.ndarray, wanted: np.ndarray) -> int:
+    """Frames decoded to reach the sorted unique ``wanted`` frames by seeking."""
+    cost, position = 0, -1
+    for target in wanted.tolist():
+        keyframe = int(keyframes[np.searchsorted(keyframes, target, "right") - 1])
+        start = keyframe if keyframe > position + 1 or target <= position else position + 1
+        cost += target - start + 1
+        position = target
+    return cost
+
+
+def _chunked(
+    indices: np.ndarray,
+    frames: Iterator[tuple[int, np.ndarray]],
+    chunk_size: int,
+    shape: tuple[int, int],
+) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """Sorted ``indices`` (repeats allowed) in chunks, from unique (index, frame) pairs."""
+    height, width = shape
+    chunk_start = 0
+    chunk = np.empty((min(chunk_size, len(indices)), height, width, 3), np.uint8)
+    position = 0
+    for index, image in frames:
+        while position < len(indices) and indices[position] == index:
+            chunk[position - chunk_start] = image
+            position += 1
+            if position - chunk_start == len(chunk):
+                yield indices[chunk_start:position], torch.from_numpy(chunk)
+                chunk_start = position
+                remaining = min(chunk_size, len(indices) - position)
+                chunk = np.empty((remaining, height, width, 3), np.uint8)
+    for _ in frames:  # the sequential path checks the rest of the file
+        pass
+    if position < len(indices):
+        raise RuntimeError(f"decoded {position} of {len(indices)} frames")  # a bug, not input
+
+
+def _rotation(frame) -> int:
+    """The clockwise turn (0, 90, 180, 270) that makes a decoded frame upright.
+
+    FFmpeg's display matrix angle (``frame.rotation``) is counterclockwise: a phone video
+    tagged ``rotate=90`` reads -90 and is turned 90 degrees clockwise, as ffmpeg's
+    ``autorotate`` does.
+    """
+    try:
+        angle = float(frame.rotation or 0)
+    except Exception:
+        return 0
+    return round(-angle / 90.0) * 90 % 360
+
+
+def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """(H, W, 3) turned ``rotation`` degrees clockwise."""
+    if rotation == 0:
+        return image
+    return np.ascontiguousarray(np.rot90(image, k=-rotation // 90))
+
+
+def _output_size(height: int, width: int, out_width: int, out_height: int) -> tuple[int, int]:
+    if out_width > 0 and out_height > 0:
+        return out_height, out_width
+    if out_width > 0:
+        return max(1, round(height * out_width / width)), out_width
+    if out_height > 0:
+        return out_height, max(1, round(width * out_height / height))
+    return height, width
+
+
 def _first_line(err: BaseException) -> str:
-    """The useful line of a decord error: without its timestamp, source location and stack."""
+    """The useful line of a decoder error, with its type."""
     text = str(err).strip() or type(err).__name__
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    line = _DECORD_PREFIX.sub("", lines[0] if lines else text)
-    return f"{type(err).__name__}: {line}"[:400]
+    return f"{type(err).__name__}: {lines[0] if lines else text}"[:400]
 
 
-def _short(indices: np.ndarray) -> str:
-    values = indices.tolist()
+def _short(indices: np.ndarray | None) -> str:
+    values = [] if indices is None else np.asarray(indices).tolist()
     if len(values) <= 8:
         return str(values)
     return f"[{', '.join(map(str, values[:4]))}, ..., {', '.join(map(str, values[-2:]))}]"
 
 
-class _SequentialMismatch(Exception):
-    """PyAV's frames do not line up with decord's index; the caller falls back to decord."""
+def read_frames(
+    path: str | Path,
+    choose: Callable[[VideoInfo, np.ndarray], np.ndarray],
+    chunk_size: int = 32,
+    allow_partial: bool = False,
+    **reader_options,
+) -> tuple[VideoInfo, np.ndarray, np.ndarray, torch.Tensor]:
+    """Open a video, choose frames from its info and timestamps, decode them (all in memory).
 
+    A :class:`FrameTableMismatch` reopens the video with ``index="decode"`` once, so callers
+    never see it; use this for a few frames of a video (prediction, overlays), and
+    :class:`video_eleatt.video.pool.DecodePool` for many.
 
-class _SequentialDecoder:
-    """Decodes one video front to back with PyAV, synchronously, converting wanted frames only.
+    Args:
+        path: the video file.
+        choose: ``(info, timestamps) -> frame indices`` (e.g. a sampling config's
+            ``sample_frame_indices``); indices are clamped and sorted.
+        chunk_size: frames per decoded chunk.
+        allow_partial: keep the decodable prefix of a damaged file.
+        **reader_options: ``width``, ``height``, ``num_threads`` of :class:`VideoReader`.
 
-    Frame ``i`` is the ``i``-th frame in presentation order, as in decord; each one's time is
-    checked against decord's timestamp of index ``i`` and any disagreement (a packet that gave
-    no frame, a file PyAV cannot open) raises :class:`_SequentialMismatch` before a wrong frame
-    is delivered.
+    Returns:
+        ``(info, frame_indices, timestamps, frames)``: int64 (K,) sorted indices, float64
+        (K,) their start times in seconds, uint8 (K, H, W, 3) upright RGB frames.
+
+    Raises:
+        VideoDecodeError: the file cannot be opened or decoded exactly.
     """
-
-    def __init__(self, reader: VideoReader) -> None:
-        import av
-
-        self.reader = reader
+    index = "auto"
+    while True:
+        reader = VideoReader(path, allow_partial=allow_partial, index=index, **reader_options)
+        timestamps = reader.frame_timestamps()
+        frame_indices = np.sort(reader.clamp(choose(reader.info, timestamps)))
         try:
-            self.container = av.open(reader.path)
-            self.stream = self.container.streams.video[0]
-        except Exception as err:
-            raise _SequentialMismatch(str(err)) from err
-        if reader._num_threads != 1:
-            self.stream.thread_type = "AUTO"
-            self.stream.thread_count = max(0, reader._num_threads)
-        self.time_base = float(self.stream.time_base) if self.stream.time_base else None
-        self.start_pts = self.stream.start_time or 0
-        starts = reader._raw_timestamps[:, 0]  # decord's starts, float32 precision
-        self.starts = starts.tolist()  # Python floats: indexed once per decoded frame
-        gaps = np.diff(starts)
-        positive = gaps[gaps > 0]
-        # half the smallest gap between frames, but never below float32's resolution
-        self.tolerance = max(float(positive.min()) / 2 if len(positive) else 0.0, 1e-3)
-
-    def iter_frames(
-        self, indices: np.ndarray, chunk_size: int
-    ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        width, height = self.reader.info.width, self.reader.info.height
-        position = 0  # next entry of indices to fill
-        chunk_start = 0
-        chunk = np.empty((min(chunk_size, len(indices)), height, width, 3), np.uint8)
-        try:
-            frames = self.container.decode(self.stream)
-            for frame_index, frame in enumerate(frames):
-                if position >= len(indices):
-                    break
-                self._check(frame_index, frame)
-                if frame_index < indices[position]:
-                    continue
-                image = frame.to_ndarray(format="rgb24")  # (H, W, 3)
-                if image.shape != (height, width, 3):
-                    raise _SequentialMismatch(f"frame size {image.shape}")
-                while position < len(indices) and indices[position] == frame_index:
-                    chunk[position - chunk_start] = image
-                    position += 1
-                    if position - chunk_start == len(chunk):
-                        yield indices[chunk_start:position], torch.from_numpy(chunk)
-                        chunk_start = position
-                        remaining = min(chunk_size, len(indices) - position)
-                        chunk = np.empty((remaining, height, width, 3), np.uint8)
-        except _SequentialMismatch:
+            chunks = [frames for _, frames in reader.iter_frames(frame_indices, chunk_size)]
+        except FrameTableMismatch:
+            if index == "decode":
+                raise
+            index = "decode"
+            continue
+        except VideoDecodeError as err:
+            if allow_partial and index == "auto" and err.decodable_frames is not None:
+                index = "decode"  # the decode pass finds the decodable prefix
+                continue
             raise
-        except Exception as err:  # PyAV failed where decord may not: let decord try
-            raise _SequentialMismatch(str(err)) from err
-        if position < len(indices):
-            raise _SequentialMismatch(f"PyAV gave fewer frames than decord ({position})")
-
-    def _check(self, frame_index: int, frame) -> None:
-        if frame_index >= len(self.starts) or frame.pts is None or self.time_base is None:
-            raise _SequentialMismatch(f"frame {frame_index} has no usable time")
-        seconds = (frame.pts - self.start_pts) * self.time_base
-        if abs(seconds - self.starts[frame_index]) > self.tolerance:
-            raise _SequentialMismatch(
-                f"frame {frame_index} at {seconds:.6f} s, decord says "
-                f"{self.starts[frame_index]:.6f} s"
-            )
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.container.close()
+        info = reader.info
+        shape = (0, info.height, info.width, 3)
+        frames = torch.cat(chunks) if chunks else torch.empty(shape, dtype=torch.uint8)
+        return info, frame_indices, timestamps[frame_indices], frames

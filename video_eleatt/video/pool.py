@@ -1,16 +1,16 @@
 """Decode videos in worker processes, with a per-video wall-clock timeout that really stops.
 
-decord can spin forever inside native code, holding the GIL, on some files (e.g. a header that
-over-reports frames): no signal or thread in that process can stop it. So each video is decoded
-in a worker process, and the parent kills (SIGKILL) a worker that overruns its video's timeout,
-starts a replacement and reports the video as failed. A worker that crashes (segfault) is also
-replaced and its video reported failed. The job carries on either way.
+A decoder can spin forever inside native code, holding the GIL, on some damaged files (decord
+did on headers that over-report frames): no signal or thread in that process can stop it. So
+each video is decoded in a worker process, and the parent kills (SIGKILL) a worker that overruns
+its video's timeout, starts a replacement and reports the video as failed. A worker that crashes
+(segfault) is also replaced and its video reported failed. The job carries on either way.
 
 How it works:
 
 - ``num_workers`` worker processes, started with ``multiprocessing``'s "forkserver" method by
-  default: the fork server imports torch and decord once (preloaded), and every worker,
-  including replacements, is forked from it in milliseconds, with no decord reader or CUDA
+  default: the fork server imports torch and PyAV once (preloaded), and every worker,
+  including replacements, is forked from it in milliseconds, with no open container or CUDA
   state inherited from the parent. Each worker opens one video at a time with its own
   :class:`~video_eleatt.video.decode.VideoReader`, samples the frame indices, decodes them in
   sorted chunks of ``chunk_size`` frames, applies the optional ``transform`` and sends each
@@ -30,6 +30,11 @@ Events, per video, in this order::
     FrameChunk(key, start, frames)          # zero or more, start = position in frame_indices
     VideoFinished(key)                      # or, at any point after the first event:
     VideoFailed(key, reason)                # (also as the only event of a video)
+
+A second ``VideoStarted`` for a video replaces the first: the worker found the container's frame
+table wrong (or, with ``allow_partial``, a decode error) after some chunks were sent, and decodes
+the video again from a table the decoder itself produced. Consumers drop the chunks they got
+before it.
 
 Several videos are in flight at once, so events of different videos interleave; within one
 video the order above holds, and its chunks arrive in order and cover ``frame_indices``
@@ -58,7 +63,12 @@ from multiprocessing.connection import Connection, wait
 import numpy as np
 import torch
 
-from video_eleatt.video.decode import VideoDecodeError, VideoInfo, VideoReader
+from video_eleatt.video.decode import (
+    FrameTableMismatch,
+    VideoDecodeError,
+    VideoInfo,
+    VideoReader,
+)
 from video_eleatt.video.sampling import SamplingConfig, sample_frame_indices
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -75,8 +85,8 @@ class DecodeTask:
         path: the file to open.
         sampling: which frames to decode.
         frame_picker: optional picklable callable ``(info, timestamps) -> frame indices`` that
-            replaces ``sampling`` (e.g. ``check``'s first, last and random frames); its
-            indices are clamped to the decodable range and sorted.
+            replaces ``sampling`` (e.g. a few chosen frames for a preview); its indices are
+            clamped to the decodable range and sorted.
     """
 
     key: str
@@ -193,12 +203,42 @@ def _send_frames(conn: Connection, key: str, start: int, frames: torch.Tensor) -
     conn.send_bytes(raw)
 
 
+def _decode_one(
+    conn: Connection,
+    reader: VideoReader,
+    task: DecodeTask,
+    transform: Transform | None,
+    chunk_size: int,
+) -> None:
+    """Sample one video's frames, decode them and send the started message and the chunks."""
+    timestamps = reader.frame_timestamps()
+    info = reader.info
+    if task.frame_picker is not None:
+        frame_indices = np.sort(reader.clamp(task.frame_picker(info, timestamps)))
+    else:
+        frame_indices = sample_frame_indices(info.num_frames, info.fps, task.sampling, timestamps)
+    conn.send(("started", task.key, info, frame_indices, timestamps[frame_indices]))
+    start = 0
+    for chunk_indices, frames in reader.iter_frames(frame_indices, chunk_size):
+        if transform is not None:
+            try:
+                frames = transform(frames)
+            except Exception as err:
+                raise RuntimeError(
+                    f"transform {transform!r} failed on frames {chunk_indices.tolist()} "
+                    f"of {task.path}: {type(err).__name__}: {err}"
+                ) from err
+        _send_frames(conn, task.key, start, frames)
+        start += len(chunk_indices)
+
+
 def _worker_main(
     conn: Connection,
     transform: Transform | None,
     chunk_size: int,
     decode_size: tuple[int, int] | None,
     num_threads: int,
+    allow_partial: bool,
     kernel_parent_signal: bool,
 ) -> None:
     """Worker process: decode the videos the parent sends, one at a time, until None."""
@@ -217,29 +257,30 @@ def _worker_main(
         task: DecodeTask = message
         key, path = task.key, task.path
         try:
-            reader = VideoReader(path, width=width, height=height, num_threads=num_threads)
-            timestamps = reader.frame_timestamps()
-            info = reader.info
-            if task.frame_picker is not None:
-                frame_indices = np.sort(reader.clamp(task.frame_picker(info, timestamps)))
-            else:
-                frame_indices = sample_frame_indices(
-                    info.num_frames, info.fps, task.sampling, timestamps
+            index = "auto"
+            while True:
+                reader = VideoReader(
+                    path,
+                    width=width,
+                    height=height,
+                    num_threads=num_threads,
+                    allow_partial=allow_partial,
+                    index=index,
                 )
-            conn.send(("started", key, info, frame_indices, timestamps[frame_indices]))
-            start, frames = 0, None
-            for chunk_indices, frames in reader.iter_frames(frame_indices, chunk_size):
-                if transform is not None:
-                    try:
-                        frames = transform(frames)
-                    except Exception as err:
-                        raise RuntimeError(
-                            f"transform {transform!r} failed on frames {chunk_indices.tolist()} "
-                            f"of {path}: {type(err).__name__}: {err}"
-                        ) from err
-                _send_frames(conn, key, start, frames)
-                start += len(chunk_indices)
-            del reader, frames
+                try:
+                    _decode_one(conn, reader, task, transform, chunk_size)
+                    break
+                except FrameTableMismatch:
+                    if index == "decode":
+                        raise
+                except VideoDecodeError as err:
+                    if not (allow_partial and index == "auto" and err.decodable_frames):
+                        raise
+                # again from a decode pass (the frames the decoder really outputs); the new
+                # VideoStarted tells the consumer to drop this video's chunks so far
+                index = "decode"
+                del reader
+            del reader
             _release_freed_memory()
             conn.send(("finished", key))
         except (BrokenPipeError, EOFError):
@@ -293,13 +334,15 @@ class DecodePool:
         transform: optional picklable callable run in the worker on every chunk, uint8
             (n, H, W, 3) -> Tensor (e.g. float (n, C, h, w)); its module is preloaded.
         chunk_size: frames per ``get_batch`` call and per :class:`FrameChunk`.
-        decode_size: (width, height) for decord to resize to inside the decoder; None keeps the
+        decode_size: (width, height) to resize the decoded (upright) frames to; None keeps the
             source size. -1 in either keeps that side's aspect ratio.
         num_threads: decoder threads per worker.
         max_chunks_per_worker: chunks each worker may have waiting in the parent
             (:attr:`peak_chunks_waiting` reports the most there were at once, all workers).
         start_method: multiprocessing start method: "forkserver" (default; safe with torch and
             CUDA in the parent), "spawn" (slow: each worker imports torch) or "fork".
+        allow_partial: keep the decodable prefix of a video with decode errors
+            (:attr:`VideoInfo.partial`) instead of failing it.
 
     >>> tasks = [DecodeTask("a.mp4", "/data/a.mp4", SamplingConfig(mode="fps", fps=2.0))]
     >>> with DecodePool(num_workers=2, timeout_s=60) as pool:  # doctest: +SKIP
@@ -320,6 +363,7 @@ class DecodePool:
         num_threads: int = 1,
         max_chunks_per_worker: int = 2,
         start_method: str = "forkserver",
+        allow_partial: bool = False,
     ) -> None:
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
@@ -342,9 +386,10 @@ class DecodePool:
         self.decode_size = tuple(decode_size) if decode_size is not None else None
         self.num_threads = num_threads
         self.max_chunks_per_worker = max_chunks_per_worker
+        self.allow_partial = allow_partial
         self._context = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
-            preload = ["torch", "decord", __name__]
+            preload = ["torch", "av", __name__]
             module = getattr(transform, "__module__", None) or type(transform).__module__
             if transform is not None and module not in ("__main__", "builtins"):
                 preload.append(module)
@@ -380,6 +425,7 @@ class DecodePool:
                 self.chunk_size,
                 self.decode_size,
                 self.num_threads,
+                self.allow_partial,
                 # PR_SET_PDEATHSIG follows the creating thread: not safe from the monitor
                 self._context.get_start_method() != "fork"
                 or threading.current_thread() is threading.main_thread(),
@@ -576,7 +622,7 @@ class DecodePool:
                                 task.key,
                                 f"timed out after {elapsed:.1f} s (limit {self.timeout_s:g} s) "
                                 f"decoding {task.path}; its worker was killed and replaced "
-                                "(decord can hang on a file whose header over-reports frames)",
+                                "(a decoder can hang on a damaged file)",
                             ),
                         )
                     )

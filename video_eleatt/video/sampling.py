@@ -13,8 +13,8 @@ Modes:
 
 - ``"all"``: every frame, ``0 .. num_frames - 1``.
 - ``"fps"``: target rate ``fps``: times ``k / fps`` for ``k = 0, 1, ...`` while ``< D``. Above the
-  video's own rate, frames repeat (time stays uniform); for a variable-frame-rate video long
-  frames repeat and bursts are thinned.
+  video's own rate, frames repeat (time stays uniform); for a variable-frame-rate video bursts
+  are thinned and a long frame is not repeated while free frames remain (see below).
 - ``"uniform"``: ``num_frames`` times at the centres of equal bins, ``(k + 0.5) * D / N``.
 - ``"segments"``: TSN at extraction: ``num_segments`` equal segments, the centre of each; the
   same times as ``"uniform"`` (TSN's random offset within a segment is a training-time
@@ -22,8 +22,10 @@ Modes:
 - ``max_frames`` (any mode): when more frames were picked, keep ``max_frames`` of them at the
   centres of equal bins of the picked list.
 
-Results are sorted int64 indices in ``[0, num_frames - 1]``, with repeats where a frame covers
-several sample times; the same inputs always give the same indices.
+Results are sorted int64 indices in ``[0, num_frames - 1]``; the same inputs always give the
+same indices. An index repeats only when the video's length forces it (more samples than
+frames, e.g. ``fps`` above the video's rate): when two sample times fall on one frame (a pause
+in a variable-frame-rate video), the later one moves to the next free frame.
 """
 
 from __future__ import annotations
@@ -201,4 +203,45 @@ def sample_frame_indices(
     if config.max_frames is not None and len(indices) > config.max_frames:
         keep = np.floor(_bin_centres(config.max_frames, len(indices))).astype(np.int64)
         indices = indices[keep]
-    return np.sort(indices)
+    return _distinct_when_possible(np.sort(indices), num_frames)
+
+
+def _distinct_when_possible(indices: np.ndarray, num_frames: int) -> np.ndarray:
+    """Sorted indices with no frame used more often than the video's length forces.
+
+    Sampling by time picks the frame on screen, so two sample times inside one long frame (a
+    pause in a variable-frame-rate video) pick it twice. Only the length may force a repeat:
+    with K samples of N frames no frame is used more than ``ceil(K / N)`` times (once, when
+    K <= N). An excess use moves to the next frame (and, at the end, back to the previous one),
+    keeping the order; where time already spreads the samples (``fps`` above a constant rate
+    repeats each frame evenly) nothing moves.
+    """
+    count = len(indices)
+    if count < 2 or bool((np.diff(indices) > 0).all()):
+        return indices
+    cap = -(-count // num_frames)  # the most uses of one frame that the length forces
+    out = indices.tolist()
+    uses = 1
+    for j in range(1, count):  # forward: push excess uses to later frames
+        value = max(out[j], out[j - 1])
+        if value == out[j - 1]:
+            if uses == cap:
+                value, uses = value + 1, 1
+            else:
+                uses += 1
+        else:
+            uses = 1
+        out[j] = value
+    out[-1] = min(out[-1], num_frames - 1)
+    uses = 1
+    for j in range(count - 2, -1, -1):  # backward: pull what passed the end back inside it
+        value = min(out[j], out[j + 1])
+        if value == out[j + 1]:
+            if uses == cap:
+                value, uses = value - 1, 1
+            else:
+                uses += 1
+        else:
+            uses = 1
+        out[j] = value
+    return np.asarray(out, dtype=np.int64)

@@ -1,0 +1,284 @@
+"""Frame-exact decoding on the conformance suite of ``video_factory``.
+
+Every conformance video encodes the index of each displayed frame in its pixels, and
+:func:`video_factory.ground_truth` decodes it with a plain sequential PyAV loop. For every kind
+and every sampling mode, :class:`VideoReader` must report the frames and times that decode
+gives, pick the same frames as sampling the ground truth, and return exactly those frames
+(upright), whichever chunks the request is cut into. Damaged files must either fail with a
+clear :class:`VideoDecodeError` or, when partial files are allowed, end at the first decode
+error with every frame before it exact.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from video_factory import (
+    CONFORMANCE_KINDS,
+    DAMAGED_KINDS,
+    ODD_SIZE,
+    ROTATED_SIZE,
+    GroundTruth,
+    ground_truth,
+    index_frame,
+    read_index,
+    read_indices,
+    write_conformance_video,
+)
+
+from video_eleatt.video.decode import VideoDecodeError, VideoReader, read_frames
+from video_eleatt.video.sampling import SamplingConfig, sample_frame_indices
+
+SAMPLINGS = {
+    "all": SamplingConfig(mode="all"),
+    "fps2": SamplingConfig(mode="fps", fps=2.0),
+    "fps50": SamplingConfig(mode="fps", fps=50.0),  # above every video's rate: repeats
+    "uniform8": SamplingConfig(mode="uniform", num_frames=8),
+    "segments16": SamplingConfig(mode="segments", num_segments=16),
+    "uniform8_max5": SamplingConfig(mode="uniform", num_frames=8, max_frames=5),
+    "all_max7": SamplingConfig(mode="all", max_frames=7),
+}
+CHUNK_SIZE = 5  # small, so that most requests cross chunk boundaries
+
+# A frame of these is on screen for a whole second: sampling may pick it twice.
+VARIABLE_RATE_KINDS = {"vfr_gap_mp4"}
+
+# What the factory promises about each kind (checked against the ground truth below).
+EXPECTED_FRAMES = {
+    "mpeg4_bframes_avi": 60,
+    "h264_bframes_mp4": 80,
+    "h264_offset_mp4": 60,
+    "h264_negative_start_mp4": 60,  # 70 packets: 10 frames before time 0 are hidden
+    "h264_mkv": 60,
+    "vp9_webm": 60,
+    "mjpeg_avi": 40,
+    "vfr_gap_mp4": 60,
+    "rotated90_mp4": 40,
+    "odd_size": 40,
+    "gray": 40,
+    "yuv420p10": 60,
+    "single_frame": 1,
+}
+# kind -> (non-empty packets, frames FFmpeg decodes, frames before the first decode error)
+EXPECTED_DAMAGE = {
+    "h264_slice_errors": (300, 299, 120),
+    "h264_zeroed_middle": (60, 48, 24),
+}
+
+
+class _Videos:
+    """Writes each kind once per module, on first use, with its ground truth."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.cache: dict[str, tuple[Path, GroundTruth]] = {}
+
+    def __call__(self, kind: str) -> tuple[Path, GroundTruth]:
+        if kind not in self.cache:
+            path = write_conformance_video(self.folder, kind)
+            self.cache[kind] = (path, ground_truth(path))
+        return self.cache[kind]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> _Videos:
+    return _Videos(tmp_path_factory.mktemp("conformance"))
+
+
+def _is_avi(path: Path) -> bool:
+    return path.suffix.lower() == ".avi"
+
+
+def _reference_times(path: Path, truth: GroundTruth) -> np.ndarray:
+    """The frame times a reader must report: AVI has no presentation times, only a rate."""
+    if _is_avi(path):
+        return np.arange(len(truth.frame_ids), dtype=np.float64) / truth.rate
+    return truth.times
+
+
+def _decode(reader: VideoReader, indices: np.ndarray) -> tuple[list[int], list[int]]:
+    """Decode ``indices`` in chunks of CHUNK_SIZE; the indices returned and the frames' ids."""
+    height, width = reader.info.height, reader.info.width
+    got_indices: list[int] = []
+    got_ids: list[int] = []
+    for chunk_indices, frames in reader.iter_frames(indices, chunk_size=CHUNK_SIZE):
+        frames = np.asarray(frames)
+        assert chunk_indices.dtype == np.int64
+        assert 1 <= len(chunk_indices) <= CHUNK_SIZE
+        assert frames.dtype == np.uint8 and frames.shape == (len(chunk_indices), height, width, 3)
+        got_indices.extend(chunk_indices.tolist())
+        got_ids.extend(read_indices(frames))
+    return got_indices, got_ids
+
+
+# ---------------------------------------------------------------------------- the factory
+
+
+@pytest.mark.parametrize("kind", CONFORMANCE_KINDS)
+def test_conformance_video_shows_frame_i_as_i(videos, kind):
+    # the ground truth every reader test relies on: frame i encodes i, times start at 0
+    _, truth = videos(kind)
+    assert truth.frame_ids == list(range(EXPECTED_FRAMES[kind]))
+    assert truth.first_error is None
+    assert truth.times.dtype == np.float64 and truth.times.shape == (len(truth.frame_ids),)
+    assert truth.times[0] == 0.0 and (np.diff(truth.times) > 0).all()
+    assert np.isfinite(truth.rate) and truth.rate > 0
+    assert truth.rotation == (90 if kind == "rotated90_mp4" else 0)
+    size = {"rotated90_mp4": ROTATED_SIZE, "odd_size": ODD_SIZE}.get(kind, (64, 48))
+    assert truth.size == size
+
+
+def test_vfr_gap_video_pauses_for_a_second(videos):
+    _, truth = videos("vfr_gap_mp4")
+    steps = np.diff(truth.times)
+    np.testing.assert_allclose(np.delete(steps, 29), 0.04, atol=1e-6)
+    assert steps[29] == pytest.approx(1.04, abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", DAMAGED_KINDS)
+def test_damaged_video_is_damaged_as_documented(videos, kind):
+    import av
+
+    path, truth = videos(kind)
+    packets, frames, first_error = EXPECTED_DAMAGE[kind]
+    with av.open(str(path)) as container:
+        assert sum(1 for packet in container.demux(video=0) if packet.size) == packets
+    assert len(truth.frame_ids) == frames < packets  # FFmpeg outputs fewer frames than packets
+    assert truth.first_error == first_error
+    assert truth.frame_ids[:first_error] == list(range(first_error))
+    assert truth.frame_ids[first_error] != first_error  # the damage shows in the pixels
+    if kind == "h264_zeroed_middle":
+        assert path.stat().st_size >= 256 * 1024
+
+
+# ----------------------------------------------------------------------------- the reader
+
+
+@pytest.mark.parametrize("kind", CONFORMANCE_KINDS)
+def test_info_and_timestamps_match_the_ground_truth(videos, kind):
+    path, truth = videos(kind)
+    reader = VideoReader(path)
+    info = reader.info
+    assert info.num_frames == len(truth.frame_ids)
+    assert (info.width, info.height) == truth.size  # upright
+    assert info.rotation == truth.rotation
+    assert not info.partial
+    assert np.isfinite(info.fps) and info.fps > 0
+    if kind not in VARIABLE_RATE_KINDS:
+        assert info.fps == pytest.approx(truth.rate, rel=1e-3)
+    timestamps = reader.frame_timestamps()
+    assert timestamps.dtype == np.float64 and timestamps.shape == (info.num_frames,)
+    if _is_avi(path):  # no presentation times in AVI: frame i starts at i / rate
+        assert info.timestamps_source == "derived"
+        np.testing.assert_allclose(timestamps, _reference_times(path, truth), rtol=0, atol=1e-6)
+    else:
+        assert info.timestamps_source == "container"
+        np.testing.assert_allclose(timestamps, truth.times, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+@pytest.mark.parametrize("kind", CONFORMANCE_KINDS)
+def test_sampled_frames_are_exactly_the_ground_truth(videos, kind, sampling):
+    path, truth = videos(kind)
+    config = SAMPLINGS[sampling]
+    reader = VideoReader(path)
+    info = reader.info
+    indices = sample_frame_indices(info.num_frames, info.fps, config, reader.frame_timestamps())
+    expected = sample_frame_indices(
+        len(truth.frame_ids), info.fps, config, _reference_times(path, truth)
+    )
+    np.testing.assert_array_equal(indices, expected)
+
+    got_indices, got_ids = _decode(reader, indices)
+    assert got_indices == indices.tolist()
+    assert got_ids == [truth.frame_ids[i] for i in indices]
+
+    # no frame twice unless the video is too short (or, at variable rate, too slow) for it
+    if kind not in VARIABLE_RATE_KINDS:
+        count = config.num_frames if config.mode == "uniform" else config.num_segments
+        if config.mode in ("uniform", "segments") and count <= info.num_frames:
+            assert len(set(got_indices)) == len(got_indices)
+        if config.mode == "fps" and config.fps < truth.rate:
+            assert len(set(got_indices)) == len(got_indices)
+        if config.mode == "all":
+            assert len(set(got_indices)) == len(got_indices)
+
+
+def test_rotated_video_comes_back_upright(videos):
+    path, _ = videos("rotated90_mp4")
+    reader = VideoReader(path)
+    # stored as a phone's "rotate 90": turn the coded 64x80 frames 90 degrees clockwise
+    assert reader.info.rotation == 90
+    assert (reader.info.width, reader.info.height) == ROTATED_SIZE == (80, 64)
+    for chunk_indices, frames in reader.iter_frames([0, 1, 6, 7, 39], chunk_size=CHUNK_SIZE):
+        for index, frame in zip(chunk_indices.tolist(), np.asarray(frames)):
+            # lossless: pixel for pixel the upright pattern, not a mirrored or flipped one
+            np.testing.assert_array_equal(frame, index_frame(index, ROTATED_SIZE))
+
+
+def test_every_frame_in_one_chunk_and_one_at_a_time(videos):
+    # the same frames whatever the chunking, on the file decord gets wrong (B-frames in AVI)
+    path, truth = videos("mpeg4_bframes_avi")
+    reader = VideoReader(path)
+    [(indices, frames)] = list(reader.iter_frames(np.arange(60), chunk_size=60))
+    assert indices.tolist() == list(range(60))
+    assert read_indices(frames) == truth.frame_ids
+    singles = [
+        read_indices(frames)[0]
+        for index in (59, 17, 33, 0, 12)
+        for _, frames in VideoReader(path).iter_frames([index], chunk_size=1)
+    ]
+    assert singles == [59, 17, 33, 0, 12]
+
+
+# ---------------------------------------------------------------------------- damaged files
+
+
+@pytest.mark.parametrize("kind", DAMAGED_KINDS)
+def test_damaged_video_fails_with_a_clear_error(videos, kind):
+    path, _ = videos(kind)
+    with pytest.raises(VideoDecodeError) as caught:
+        reader = VideoReader(path)
+        for _ in reader.iter_frames(np.arange(reader.info.num_frames), chunk_size=CHUNK_SIZE):
+            pass
+    message = str(caught.value)
+    assert str(path) in message
+    assert re.search(r"fail", message, re.IGNORECASE), message
+    assert re.search(r"decod", message, re.IGNORECASE), message
+    _, truth = videos(kind)
+    assert f"frame {truth.first_error} " in message  # the first frame that does not decode
+    assert caught.value.decodable_frames == truth.first_error
+
+
+@pytest.mark.parametrize("kind", DAMAGED_KINDS)
+def test_damaged_video_allowed_partial_ends_before_the_first_error(videos, kind):
+    path, truth = videos(kind)
+    # the container's table cannot know where decoding breaks: a partial video is indexed by
+    # a decode pass (read_frames and the decode pool switch to one when a decode error shows)
+    reader = VideoReader(path, allow_partial=True, index="decode")
+    info = reader.info
+    assert info.partial
+    assert info.num_frames == truth.first_error
+    np.testing.assert_allclose(
+        reader.frame_timestamps(), truth.times[: info.num_frames], rtol=0, atol=1e-3
+    )
+    everything = np.arange(info.num_frames)
+    got_indices, got_ids = _decode(reader, everything)
+    assert got_indices == everything.tolist()
+    assert got_ids == truth.frame_ids[: info.num_frames]
+    # a sparse request too (seeks, where the reader seeks)
+    config = SamplingConfig(mode="uniform", num_frames=8)
+    indices = sample_frame_indices(info.num_frames, info.fps, config, reader.frame_timestamps())
+    got_indices, got_ids = _decode(VideoReader(path, allow_partial=True, index="decode"), indices)
+    assert got_indices == indices.tolist()
+    assert got_ids == [truth.frame_ids[i] for i in indices]
+    # read_frames starts from the container's table and finds the prefix on the first error
+    info, _, _, frames = read_frames(
+        path, lambda info, times: np.arange(info.num_frames), allow_partial=True
+    )
+    assert info.partial and info.num_frames == truth.first_error
+    assert info.frames_in_file >= truth.first_error + 1
+    assert [read_index(frame) for frame in frames.numpy()] == truth.frame_ids[: truth.first_error]

@@ -137,11 +137,13 @@ def test_extract_list_with_bad_files(dataset, tmp_path, capsys):
             entry.features.float().numpy(), reference.numpy(), rtol=2e-3, atol=2e-3
         )
     # VFR (starts 0, .1, .15, .4, .42, .44, .9, 1, 1.5, 1.6 s; average 10 frames / 1.7 s):
-    # 1.6 + 1.7 / 10 s at 4 fps -> times 0, .25, ..., 1.75 s -> the frame on screen at each
+    # 1.6 + 1.7 / 10 s at 4 fps -> times 0, .25, ..., 1.75 s -> the frame on screen at each is
+    # [0, 2, 5, 5, 7, 7, 8, 9]; 8 samples of 10 frames force no repeat, so the repeats move to
+    # free frames, the end pulling back: [0, 2, 4, 5, 6, 7, 8, 9]
     vfr = cache.load("d/vfr.mp4")
-    assert vfr.frame_indices.tolist() == [0, 2, 5, 5, 7, 7, 8, 9]
+    assert vfr.frame_indices.tolist() == [0, 2, 4, 5, 6, 7, 8, 9]
     np.testing.assert_allclose(
-        vfr.timestamps.numpy(), [0, 0.15, 0.44, 0.44, 1, 1, 1.5, 1.6], atol=1e-6
+        vfr.timestamps.numpy(), [0, 0.15, 0.42, 0.44, 0.9, 1, 1.5, 1.6], atol=1e-6
     )
 
     # a rerun redoes nothing that is done (only the failed videos are retried)
@@ -282,3 +284,73 @@ def test_extract_command_asks_openmp_for_passive_waiting(monkeypatch):
     with pytest.raises(SystemExit):
         cli.main(["extract", "--help"])
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_a_cache_from_before_frame_exact_decoding_is_named_stale(dataset, tmp_path, capsys):
+    from video_eleatt.features.cache import features_hash, open_features, verify_cache
+    from video_eleatt.features.cli import parse_extract_config
+    from video_eleatt.features.extract import resolve_cache_dir
+    from video_eleatt.video.decode import DECODE_VERSION
+
+    argv = _argv(dataset / "clean", tmp_path, "--limit", "2")
+    assert extract_main(argv) == 0
+    current = _cache_dir(tmp_path)
+    # the same cache as the decode path before this one wrote it: no "decode" in its identity
+    config = json.loads((current / "config.json").read_text())
+    assert config["features"]["decode"] == DECODE_VERSION
+    del config["features"]["decode"]
+    config["features_hash"] = features_hash(config["features"])
+    old = current.with_name(f"{current.name.rsplit('_', 1)[0]}_{config['features_hash'][:8]}")
+    current.rename(old)
+    (old / "config.json").write_text(json.dumps(config))
+
+    assert "before frame-exact decoding" in verify_cache(old).stale
+    from video_eleatt.features.cli import verify_main
+
+    assert verify_main([str(old)]) == 1
+    assert "STALE: every entry was made before frame-exact decoding" in capsys.readouterr().out
+    with pytest.warns(UserWarning, match="Re-extract it: `video-eleatt extract"):
+        open_features(old)
+    with pytest.raises(Exception, match="Re-extract: `video-eleatt extract --config"):
+        resolve_cache_dir(parse_extract_config(argv), existing=True)
+    capsys.readouterr()
+    assert extract_main(argv) == 0  # extracts again, into the current identity's folder
+    err = capsys.readouterr().err
+    assert f"note: {old} holds this config's features" in err and str(current) in err
+    assert verify_cache(current).stale is None
+
+
+def test_damaged_video_fails_with_its_first_bad_frame_or_is_kept_partial(tmp_path, capsys):
+    from video_factory import ground_truth, read_indices, write_conformance_video
+
+    videos = tmp_path / "videos"
+    path = write_conformance_video(videos, "h264_zeroed_middle")
+    truth = ground_truth(path)
+    write_video_folder(videos, ["fine.mp4"], num_frames=12, fps=8.0)
+    argv = [*_argv(videos, tmp_path / "out"), "--sampling.mode", "all"]
+    assert extract_main(argv) == 0
+    cache = FeatureCache(_cache_dir(tmp_path / "out"))
+    assert cache.ok_keys() == ["fine.mp4"]
+    reason = cache.failed()[path.name]
+    assert str(path) in reason and f"frame {truth.first_error} " in reason
+    capsys.readouterr()
+    # with allow_partial a rerun retries the failed video and keeps its decodable prefix
+    assert extract_main([*argv, "--allow_partial", "true"]) == 0
+    cache = FeatureCache(_cache_dir(tmp_path / "out"))
+    assert cache.ok_keys() == sorted(["fine.mp4", path.name])
+    entry = cache.load(path.name)
+    assert entry.frame_indices.tolist() == list(range(truth.first_error))
+    row = read_manifest(cache.cache_dir)[path.name]
+    assert row["partial"]["frames_kept"] == truth.first_error
+    assert row["partial"]["frames_in_file"] > truth.first_error
+    assert row["timestamps"] == "container" and row["rotation"] == 0
+    # the features are those of exactly the frames a sequential decode gives
+    frames = []
+    import av
+
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == truth.first_error:
+                break
+    assert read_indices(np.stack(frames)) == truth.frame_ids[: truth.first_error]

@@ -240,21 +240,22 @@ def video_features(
         VideoDecodeError: the file is missing or cannot be decoded.
     """
     from video_eleatt.features.preprocess import FramePreprocess
-    from video_eleatt.video.decode import VideoReader
+    from video_eleatt.video.decode import read_frames
     from video_eleatt.video.sampling import sample_frame_indices
 
-    reader = VideoReader(video)
-    timestamps = reader.frame_timestamps()
-    info = reader.info
-    frame_indices = sample_frame_indices(info.num_frames, info.fps, predictor.sampling, timestamps)
+    def choose(info, timestamps):
+        return sample_frame_indices(info.num_frames, info.fps, predictor.sampling, timestamps)
+
+    info, frame_indices, timestamps, decoded = read_frames(video, choose, batch_size)
     transform = FramePreprocess(predictor.preprocess, output="uint8")
-    chunks = [transform(frames) for _, frames in reader.iter_frames(frame_indices, batch_size)]
-    frames = torch.cat(chunks)  # (T, 3, h, w) uint8, in frame_indices order (sorted)
+    frames = torch.cat(
+        [transform(decoded[i : i + batch_size]) for i in range(0, len(decoded), batch_size)]
+    )  # (T, 3, h, w) uint8, in frame_indices order (sorted)
     outputs = [
         predictor.runner(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)
     ]
     features = torch.cat(outputs).to(predictor.storage_dtype).float()  # (T, D)
-    return features, frames, frame_indices, timestamps[frame_indices], float(info.duration)
+    return features, frames, frame_indices, timestamps, float(info.duration)
 
 
 def evaluation_batch(features: Tensor, protocol: dict[str, Any]) -> dict[str, Tensor]:

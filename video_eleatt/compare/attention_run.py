@@ -409,7 +409,7 @@ def overlay_video(
         cached ones (another backbone, weights or preprocessing than the extraction's).
     """
     from video_eleatt.features.preprocess import FramePreprocess, normalize_frames
-    from video_eleatt.video.decode import VideoReader
+    from video_eleatt.video.decode import read_frames
 
     entry = cache.load(rel_path)
     features = entry.features.float()  # (T, D)
@@ -421,9 +421,8 @@ def overlay_video(
     steps = np.unique(np.linspace(0, num_steps - 1, min(num_steps, limit, MAX_GIF_STEPS)).round())
     steps = steps.astype(np.int64)
     frame_indices = entry.frame_indices.numpy()[steps]
-    reader = VideoReader(video_path)
-    chunks = [frames for _, frames in reader.iter_frames(frame_indices)]
-    decoded = torch.cat(chunks)  # (S, H, W, 3) uint8, in sorted index order == step order
+    _, _, _, decoded = read_frames(video_path, lambda info, timestamps: frame_indices)
+    # decoded: (S, H, W, 3) uint8, in sorted index order == step order
     if decoded.shape[0] != len(steps):
         raise AttentionError(
             f"{video_path}: decoded {decoded.shape[0]} frames for {len(steps)} cached steps"

@@ -41,6 +41,7 @@ import torch
 
 from video_eleatt import fileio
 from video_eleatt.fileio import write_failure_reason
+from video_eleatt.video.decode import DECODE_VERSION
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -458,6 +459,25 @@ def create_cache(cache_dir: str | Path, config: Mapping[str, Any]) -> Path:
     return cache_dir
 
 
+def decode_staleness(config: Mapping[str, Any]) -> str | None:
+    """Why a cache's frames may be wrong, or None: made by an extraction before frame-exact
+    decoding (:data:`~video_eleatt.video.decode.DECODE_VERSION`). Imported caches say nothing
+    of how they were decoded and are not judged."""
+    features = config.get("features") or {}
+    if "pipeline" not in features or features.get("decode") == DECODE_VERSION:
+        return None
+    made_with = features.get("decode")
+    when = (
+        "before frame-exact decoding (decord random access, container timestamps taken on trust)"
+        if made_with is None
+        else f"with decode path {made_with!r}, not this build's {DECODE_VERSION!r}"
+    )
+    return (
+        f"{when}: on MPEG-4 AVIs with B-frames, edit lists and damaged files its features can "
+        "hold the wrong frames"
+    )
+
+
 def read_config(cache_dir: str | Path) -> dict[str, Any]:
     """The ``config.json`` of a cache.
 
@@ -492,6 +512,7 @@ def write_entry(
     *,
     dtype: str | None = None,
     manifest: ManifestWriter | None = None,
+    decode: dict[str, Any] | None = None,
 ) -> None:
     """Writes one video's features atomically, then appends its "ok" manifest row.
 
@@ -508,6 +529,9 @@ def write_entry(
         dtype: "float16" or "float32"; default: the cache's ``features.dtype`` from its
             config.json if there is one, else the dtype of ``features``.
         manifest: an open writer to append to (e.g. a rank's part); default ``manifest.jsonl``.
+        decode: how the video was decoded (``{"timestamps": "container" | "derived",
+            "rotation": degrees, "partial": {...}}``): kept as the file's ``decode`` metadata
+            (JSON) and in the manifest row.
 
     >>> write_entry(cache, "walk/v1.avi", np.zeros((4, 8)), [0, 5, 10, 15],
     ...             [0.0, 0.2, 0.4, 0.6], 25.0, 16, 0.64, 3)  # doctest: +SKIP
@@ -524,10 +548,14 @@ def write_entry(
         "rel_path": rel_path,
         "label": "" if label is None else str(int(label)),
     }
+    if decode is not None:
+        metadata["decode"] = json.dumps(decode, sort_keys=True)
     tensors = {"features": features, "frame_indices": frame_indices, "timestamps": timestamps}
     # streamed from the arrays: encoding to one bytes object held the features 3 more times
     atomic_write_bytes(feature_path(cache_dir, rel_path), safetensors_parts(tensors, metadata))
     row = manifest_row(rel_path, label, "ok", features.shape[0], features.shape[1])
+    if decode is not None:
+        row.update(decode)
     _append(cache_dir, row, manifest)
 
 
@@ -700,6 +728,8 @@ class VerifyReport:
         problems: relative path -> what is wrong with an entry the manifest calls "ok".
         orphans: feature files that no "ok" row points at (e.g. left by a kill; harmless).
         temp_files: leftover temporary files from interrupted writes (harmless).
+        stale: why every entry may hold wrong frames (made before frame-exact decoding, see
+            :func:`decode_staleness`), or None.
     """
 
     ok: list[str]
@@ -707,6 +737,7 @@ class VerifyReport:
     problems: dict[str, str]
     orphans: list[str]
     temp_files: list[str]
+    stale: str | None = None
 
 
 def check_entry(cache_dir: str | Path, row: Mapping[str, Any], feature_dim: int) -> str | None:
@@ -751,7 +782,9 @@ def verify_cache(cache_dir: str | Path) -> VerifyReport:
     config = read_config(cache_dir)
     feature_dim = int(config["feature_dim"])
     manifest = read_manifest(cache_dir)
-    report = VerifyReport(ok=[], failed={}, problems={}, orphans=[], temp_files=[])
+    report = VerifyReport(
+        ok=[], failed={}, problems={}, orphans=[], temp_files=[], stale=decode_staleness(config)
+    )
     for rel_path in sorted(manifest):
         row = manifest[rel_path]
         if row.get("status") != "ok":
@@ -812,6 +845,13 @@ def open_features(path: str | Path, prefer_packed: bool = True) -> FeatureCache:
             f"{path} is not a feature cache: expected a directory with {CONFIG_NAME} (made by "
             "`video-eleatt extract` or `import-features`), its packed/ folder, or an extract "
             "config .yaml"
+        )
+    stale = decode_staleness(read_config(path))
+    if stale:
+        warnings.warn(
+            f"feature cache {path} was made {stale}. Re-extract it: `video-eleatt extract "
+            "--config <the extract config that made it>` (the new cache gets its own folder)",
+            stacklevel=2,
         )
     if prefer_packed and (path / PACKED_DIR / INDEX_NAME).exists():
         packed = PackedFeatureCache(path)

@@ -47,13 +47,16 @@ from video_eleatt.features.cache import (
     cache_dir_name,
     compact_manifest,
     create_cache,
+    decode_staleness,
     entry_is_complete,
     features_hash,
+    read_config,
     read_manifest,
     write_entry,
     write_failure,
 )
 from video_eleatt.features.preprocess import FramePreprocess, normalize_frames
+from video_eleatt.video.decode import DECODE_VERSION
 from video_eleatt.video.sampling import SamplingConfig
 
 PIPELINE_VERSION = "video_eleatt.features.extract/1"
@@ -101,6 +104,8 @@ class ExtractConfig:
         cache_dir: an explicit cache directory instead (still refused on a config mismatch).
         strict: exit non-zero when any video failed.
         retry_failed: on a rerun, try videos that failed before again.
+        allow_partial: keep the decodable prefix of a video with decode errors (its manifest
+            row says ``partial`` with the frame counts) instead of failing it.
         num_processes: local processes to spread the videos over (each with its own decode
             workers and device); under ``torchrun`` the ranks come from the environment.
         threads: torch threads per process on CPU; 0 (default) divides this process's CPU
@@ -130,6 +135,7 @@ class ExtractConfig:
     cache_dir: str | None = None
     strict: bool = False
     retry_failed: bool = True
+    allow_partial: bool = False
     num_processes: int = 1
     threads: int = 0
     limit: int | None = None
@@ -570,6 +576,7 @@ def features_identity(config: ExtractConfig, backbone: Backbone, precision: str)
     sampling = config.sampling
     return {
         "pipeline": PIPELINE_VERSION,
+        "decode": DECODE_VERSION,
         "backbone": backbone.identity,
         "feature_dim": backbone.feature_dim,
         "preprocess": backbone.preprocess.to_dict(),
@@ -639,24 +646,41 @@ def resolve_cache_dir(config: ExtractConfig | str | Path, existing: bool = False
         name = config.name or Path(config.videos or "videos").stem
     identity = features_identity(config, backbone, precision)
     cache_dir = cache_dir_for(config, name, identity)
-    if not existing or cache_dir.exists() or config.precision != "auto":
+    if not existing or cache_dir.exists():
         return cache_dir
-    prefix = cache_dir.name.rsplit("_", 1)[0] + "_"
-    wanted = {key: value for key, value in identity.items() if key != "precision"}
-    matches = []
-    for candidate in sorted(cache_dir.parent.glob(prefix + "*")):
-        try:
-            features = json.loads((candidate / CONFIG_NAME).read_text())["features"]
-        except (OSError, ValueError, KeyError):
-            continue
-        if {key: value for key, value in features.items() if key != "precision"} == wanted:
-            matches.append(candidate)
+    stale = caches_differing_only_in(cache_dir, identity, "decode")
+    if stale:
+        raise CacheError(
+            f"{stale[0]} was made from this config {decode_staleness(read_config(stale[0]))}. "
+            f"Re-extract: `video-eleatt extract --config <this config>` writes {cache_dir}"
+        )
+    if config.precision != "auto":
+        return cache_dir
+    matches = caches_differing_only_in(cache_dir, identity, "precision")
     if len(matches) > 1:
         raise CacheError(
             f"{cache_dir} does not exist and several caches differ from it only in precision: "
             f"{[str(m) for m in matches]}; set `precision:` in the config to choose one"
         )
     return matches[0] if matches else cache_dir
+
+
+def caches_differing_only_in(cache_dir: Path, identity: dict[str, Any], key: str) -> list[Path]:
+    """Caches beside ``cache_dir`` (same name prefix) whose identity equals ``identity`` in
+    everything but ``key`` (e.g. "precision", or "decode": made by an older decode path)."""
+    prefix = cache_dir.name.rsplit("_", 1)[0] + "_"
+    wanted = {name: value for name, value in identity.items() if name != key}
+    matches = []
+    for candidate in sorted(cache_dir.parent.glob(prefix + "*")):
+        if candidate == cache_dir:
+            continue
+        try:
+            features = json.loads((candidate / CONFIG_NAME).read_text())["features"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if {name: value for name, value in features.items() if name != key} == wanted:
+            matches.append(candidate)
+    return matches
 
 
 # --------------------------------------------------------------------------- batching
@@ -673,6 +697,9 @@ class _Pending:
     features: np.ndarray  # (K, D) storage dtype, filled as batches complete
     remaining: int
     decoded: bool = False
+    # the batcher's key for this attempt: a second VideoStarted (the worker decodes the video
+    # again) makes a new attempt, and batches still holding the old one's frames are ignored
+    token: tuple[str, int] = ("", 0)
 
 
 class FrameBatcher:
@@ -685,23 +712,23 @@ class FrameBatcher:
 
     def __init__(self, batch_size: int):
         self.batch_size = batch_size
-        self._chunks: list[tuple[str, int, torch.Tensor]] = []
+        self._chunks: list[tuple[Any, int, torch.Tensor]] = []
         self._count = 0
 
     def __len__(self) -> int:
         return self._count
 
-    def add(self, key: str, start: int, frames: torch.Tensor) -> None:
+    def add(self, key: Any, start: int, frames: torch.Tensor) -> None:
         if len(frames):
             self._chunks.append((key, start, frames))
             self._count += len(frames)
 
-    def drop(self, key: str) -> None:
+    def drop(self, key: Any) -> None:
         """Forgets queued frames of a video (it failed)."""
         self._chunks = [chunk for chunk in self._chunks if chunk[0] != key]
         self._count = sum(len(chunk[2]) for chunk in self._chunks)
 
-    def _take(self, size: int) -> tuple[torch.Tensor, list[tuple[str, int, int, int]]]:
+    def _take(self, size: int) -> tuple[torch.Tensor, list[tuple[Any, int, int, int]]]:
         parts, places, filled = [], [], 0
         while filled < size and self._chunks:
             key, start, frames = self._chunks[0]
@@ -719,11 +746,11 @@ class FrameBatcher:
             parts.append(pad)
         return torch.cat(parts), places
 
-    def ready(self) -> Iterator[tuple[torch.Tensor, list[tuple[str, int, int, int]]]]:
+    def ready(self) -> Iterator[tuple[torch.Tensor, list[tuple[Any, int, int, int]]]]:
         while self._count >= self.batch_size:
             yield self._take(self.batch_size)
 
-    def flush(self) -> Iterator[tuple[torch.Tensor, list[tuple[str, int, int, int]]]]:
+    def flush(self) -> Iterator[tuple[torch.Tensor, list[tuple[Any, int, int, int]]]]:
         yield from self.ready()
         if self._count:
             yield self._take(self.batch_size)
@@ -779,6 +806,15 @@ class FeatureRunner:
 # --------------------------------------------------------------------------- the run
 
 
+def decode_record(info: Any) -> dict[str, Any]:
+    """How a video was decoded, for its feature file and manifest row: where the timestamps
+    came from, the stored rotation (frames are upright) and, for a partial video, the counts."""
+    record: dict[str, Any] = {"timestamps": info.timestamps_source, "rotation": info.rotation}
+    if info.partial:
+        record["partial"] = {"frames_kept": info.num_frames, "frames_in_file": info.frames_in_file}
+    return record
+
+
 def _event_name(event: Any) -> str:
     return type(event).__name__
 
@@ -803,8 +839,9 @@ def extract_videos(
     transform = FramePreprocess(runner.backbone.preprocess, output="uint8")
 
     def fail(key: str, reason: str) -> None:
-        batcher.drop(key)
-        pending.pop(key, None)
+        video = pending.pop(key, None)
+        if video is not None:
+            batcher.drop(video.token)
         write_failure(cache_dir, key, by_key[key].label, reason, manifest=manifest)
         summary.failed += 1
         summary.failures[key] = reason
@@ -827,19 +864,21 @@ def extract_videos(
             label=video.task.label,
             dtype=config.dtype,
             manifest=manifest,
+            decode=decode_record(info),
         )
         summary.ok += 1
         summary.frames += len(video.frame_indices)
         if progress is not None:
             progress.update(1)
 
-    in_flight: list[tuple[torch.Tensor, list[tuple[str, int, int, int]]]] = []
+    in_flight: list[tuple[torch.Tensor, list[tuple[Any, int, int, int]]]] = []
 
-    def scatter(device_outputs: torch.Tensor, places: list[tuple[str, int, int, int]]) -> None:
+    def scatter(device_outputs: torch.Tensor, places: list[tuple[Any, int, int, int]]) -> None:
         outputs = runner.collect(device_outputs).numpy().astype(storage, copy=False)  # (B, D)
-        for key, start, offset, n in places:
+        for token, start, offset, n in places:
+            key = token[0]
             video = pending.get(key)
-            if video is None:  # failed after these frames were queued
+            if video is None or video.token != token:  # failed or restarted since queued
                 continue
             video.features[start : start + n] = outputs[offset : offset + n]
             video.remaining -= n
@@ -853,7 +892,7 @@ def extract_videos(
                 refresh=False,
             )
 
-    def run_batch(frames: torch.Tensor, places: list[tuple[str, int, int, int]]) -> None:
+    def run_batch(frames: torch.Tensor, places: list[tuple[Any, int, int, int]]) -> None:
         in_flight.append((runner.launch(frames), places))
         if len(in_flight) > 1:  # batch i+1 is queued: now wait for batch i
             scatter(*in_flight.pop(0))
@@ -864,7 +903,11 @@ def extract_videos(
     started = time.perf_counter()
     decode_tasks = (DecodeTask(task.rel_path, task.path, config.sampling) for task in tasks)
     with DecodePool(
-        config.num_workers, config.timeout_s, transform=transform, chunk_size=config.chunk_size
+        config.num_workers,
+        config.timeout_s,
+        transform=transform,
+        chunk_size=config.chunk_size,
+        allow_partial=config.allow_partial,
     ) as pool:
         for event in pool.imap(decode_tasks):
             name = _event_name(event)
@@ -874,6 +917,11 @@ def extract_videos(
                 if len(frame_indices) == 0:
                     fail(event.key, "no frames sampled")
                     continue
+                previous = pending.pop(event.key, None)
+                attempt = 0
+                if previous is not None:  # decoded again from the decoder's own frame table
+                    batcher.drop(previous.token)
+                    attempt = previous.token[1] + 1
                 pending[event.key] = _Pending(
                     task=by_key[event.key],
                     info=event.info,
@@ -881,10 +929,12 @@ def extract_videos(
                     timestamps=timestamps,
                     features=np.zeros((len(frame_indices), feature_dim), storage),
                     remaining=len(frame_indices),
+                    token=(event.key, attempt),
                 )
             elif name == "FrameChunk":
                 if event.key in pending:
-                    batcher.add(event.key, int(event.start), torch.as_tensor(event.frames))
+                    token = pending[event.key].token
+                    batcher.add(token, int(event.start), torch.as_tensor(event.frames))
                     for frames, places in batcher.ready():
                         run_batch(frames, places)
             elif name == "VideoFinished":
@@ -910,7 +960,7 @@ def extract_videos(
 
 
 def warm_decode_workers() -> None:
-    """Starts the decode pool's fork server now, so it imports torch and decord while the
+    """Starts the decode pool's fork server now, so it imports torch and PyAV while the
     backbone loads (the pool would otherwise start it, and wait for it, on the first video).
 
     The preload list is the pool's own plus this package's transform module.
@@ -921,7 +971,7 @@ def warm_decode_workers() -> None:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return
     multiprocessing.get_context("forkserver").set_forkserver_preload(
-        ["torch", "decord", "video_eleatt.video.pool", FramePreprocess.__module__]
+        ["torch", "av", "video_eleatt.video.pool", FramePreprocess.__module__]
     )
     forkserver.ensure_running()
 
@@ -982,6 +1032,14 @@ def run_extraction(config: ExtractConfig, rank: int = 0, world_size: int = 1) ->
     cache_config_dict = cache_config(config, backbone, source, precision)
     cache_dir = cache_dir_for(config, source.name, cache_config_dict["features"])
     if rank == 0:
+        for stale in caches_differing_only_in(cache_dir, cache_config_dict["features"], "decode"):
+            print(
+                f"note: {stale} holds this config's features, made "
+                f"{decode_staleness(read_config(stale))}; this run extracts them again into "
+                f"{cache_dir} (delete the old cache when you no longer need it)",
+                file=sys.stderr,
+                flush=True,
+            )
         create_cache(cache_dir, cache_config_dict)
         _clean_temp_files(cache_dir)
         compact_manifest(cache_dir)  # folds parts a killed multi-process run left
@@ -1050,7 +1108,7 @@ def run_parity_check(config: ExtractConfig, max_frames: int = 32) -> ParityRepor
     Raises:
         ValueError: no video of the source could be decoded.
     """
-    from video_eleatt.video.decode import VideoDecodeError, VideoReader
+    from video_eleatt.video.decode import VideoDecodeError, read_frames
     from video_eleatt.video.sampling import sample_frame_indices
 
     device = resolve_device(config)
@@ -1059,18 +1117,18 @@ def run_parity_check(config: ExtractConfig, max_frames: int = 32) -> ParityRepor
     transform = FramePreprocess(backbone.preprocess, output="uint8")
     chunks, count = [], 0
     for task in resolve_source(config).tasks:
+        wanted = max(1, min(8, max_frames - count))
+
+        def pick(info, timestamps, wanted=wanted):
+            indices = sample_frame_indices(info.num_frames, info.fps, config.sampling, timestamps)
+            return np.unique(indices[np.linspace(0, len(indices) - 1, wanted).round().astype(int)])
+
         try:
-            reader = VideoReader(task.path)
-            indices = sample_frame_indices(
-                reader.info.num_frames, reader.info.fps, config.sampling, reader.frame_timestamps()
-            )
-            wanted = max(1, min(8, max_frames - count))
-            picked = indices[np.linspace(0, len(indices) - 1, wanted).round().astype(int)]
-            for _, frames in reader.iter_frames(np.unique(picked)):
-                chunks.append(transform(frames))  # (n, 3, h, w) uint8
-                count += len(frames)
+            _, _, _, frames = read_frames(task.path, pick)
         except (VideoDecodeError, ValueError):
             continue
+        chunks.append(transform(frames))  # (n, 3, h, w) uint8
+        count += len(frames)
         if count >= max_frames:
             break
     if not chunks:

@@ -19,7 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "toy": ("video_eleatt.models.toy:main", "baseline vs EleAtt GRU on a generated sequence task"),
     "datasets": ("video_eleatt.datasets.cli:datasets_main", "list the supported dataset formats"),
     "describe": ("video_eleatt.datasets.cli:describe_main", "counts per split and class"),
-    "check": ("video_eleatt.video.check:main", "preflight: find videos that cannot be decoded"),
+    "check": (
+        "video_eleatt.features.cli:check_main",
+        "preflight for extract: find the videos it cannot decode (same options)",
+    ),
     "extract": ("video_eleatt.features.cli:extract_main", "extract per-frame CNN features"),
     "verify": ("video_eleatt.features.cli:verify_main", "check a cache against its manifest"),
     "pack": ("video_eleatt.features.cli:pack_main", "build the read-optimised form of a cache"),

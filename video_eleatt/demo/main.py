@@ -326,8 +326,8 @@ def extract_stage(plan: DemoPlan) -> Path:
         shown = "; ".join(f"{key}: {reason}" for key, reason in list(failures.items())[:3])
         raise DemoError(
             f"{len(failures)} demo video(s) could not be extracted ({shown}). The demo videos "
-            f"are generated, so this points at the decoder: run `video-eleatt check "
-            f"{plan.dataset_root}`; delete {plan.dataset_root} to regenerate them"
+            f"are generated, so this points at the decoder: run `video-eleatt check --videos "
+            f"{plan.dataset_root} --thorough`; delete {plan.dataset_root} to regenerate them"
         )
     return Path(summary.cache_dir)
 

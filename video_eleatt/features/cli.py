@@ -1,12 +1,18 @@
-"""``video-eleatt extract | verify | pack | import-features``.
+"""``video-eleatt extract | check | verify | pack | import-features``.
+
+``check`` takes ``extract``'s options (the same config file) and decodes what ``extract``
+would decode, so a video it passes is one ``extract`` decodes.
 
 Exit codes: 0 done; 1 ``--strict`` and some videos failed, or ``verify`` found problems;
-2 bad configuration or input; 3 the cache cannot be written (disk full, read-only).
+2 bad configuration or input; 3 the cache (or ``check``'s report) cannot be written (disk
+full, read-only).
 """
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -18,43 +24,58 @@ EXIT_BAD_INPUT = 2
 EXIT_WRITE_ERROR = 3
 
 
-def _extract_parser() -> ArgumentParser:
+EXTRACT_DESCRIPTION = (
+    "Extract per-frame CNN features of a dataset, a list file or a folder of videos into "
+    "a resumable cache. Rerun the same command to resume after an interruption."
+)
+
+
+def _extract_parser(
+    prog: str = "video-eleatt extract", description: str = EXTRACT_DESCRIPTION
+) -> ArgumentParser:
+    """The options of :class:`~video_eleatt.features.extract.ExtractConfig` (``--config`` a
+    YAML of them); ``check`` builds on the same parser."""
     from video_eleatt.features.extract import ExtractConfig
 
-    parser = ArgumentParser(
-        prog="video-eleatt extract",
-        description=(
-            "Extract per-frame CNN features of a dataset, a list file or a folder of videos into "
-            "a resumable cache. Rerun the same command to resume after an interruption."
-        ),
-        default_env=False,
-    )
+    parser = ArgumentParser(prog=prog, description=description, default_env=False)
     parser.add_argument("--config", action=ActionConfigFile, help="extract config YAML")
     parser.add_class_arguments(ExtractConfig)
     return parser
 
 
-BARE_FLAGS = ("--strict", "--retry_failed", "--progress", "--parity_check", "--tune_malloc")
+BARE_FLAGS = (
+    "--strict",
+    "--retry_failed",
+    "--progress",
+    "--parity_check",
+    "--tune_malloc",
+    "--allow_partial",
+)
 
 
-def _expand_bare_flags(argv: list[str]) -> list[str]:
+def _expand_bare_flags(argv: list[str], flags: Sequence[str] = BARE_FLAGS) -> list[str]:
     """``--strict`` alone means ``--strict true`` (jsonargparse booleans take a value)."""
     expanded = []
     for position, arg in enumerate(argv):
         expanded.append(arg)
         following = argv[position + 1] if position + 1 < len(argv) else None
-        if arg in BARE_FLAGS and (following is None or following.startswith("-")):
+        if arg in flags and (following is None or following.startswith("-")):
             expanded.append("true")
     return expanded
 
 
-def parse_extract_config(argv: list[str]) -> Any:
-    """An :class:`~video_eleatt.features.extract.ExtractConfig` from command-line arguments."""
+def _extract_config(parser: ArgumentParser, namespace: Any) -> Any:
+    """The :class:`~video_eleatt.features.extract.ExtractConfig` of a parsed namespace."""
     from video_eleatt.features.extract import ExtractConfig
 
-    parser = _extract_parser()
-    namespace = parser.instantiate(parser.parse_args(_expand_bare_flags(argv)))
+    namespace = parser.instantiate(namespace)
     return ExtractConfig(**{f.name: getattr(namespace, f.name) for f in fields(ExtractConfig)})
+
+
+def parse_extract_config(argv: list[str]) -> Any:
+    """An :class:`~video_eleatt.features.extract.ExtractConfig` from command-line arguments."""
+    parser = _extract_parser()
+    return _extract_config(parser, parser.parse_args(_expand_bare_flags(argv)))
 
 
 def _run_rank(config: Any) -> int:
@@ -117,6 +138,153 @@ def extract_main(argv: list[str]) -> int:
     return _run_rank(config)
 
 
+CHECK_DESCRIPTION = (
+    "Preflight for extract: decode, in extract's worker pool and with its options (--config "
+    "extract.yaml, --videos or --dataset, --sampling.*, --num_workers, --timeout_s, "
+    "--chunk_size, --allow_partial, --limit), the very frames extract would decode of every "
+    "video, and list the videos extract would fail, with the reason. --thorough decodes "
+    "every frame and also reports frame counts that disagree and timestamp anomalies. "
+    "Backbone, cache and precision options are accepted and ignored."
+)
+CHECK_BARE_FLAGS = (*BARE_FLAGS, "--thorough")
+# Options of `check` from before it took extract's: the renamed ones still work (with a note).
+RENAMED_CHECK_FLAGS = {
+    "--folder": "--videos",
+    "--list": "--videos",
+    "--workers": "--num_workers",
+    "--timeout": "--timeout_s",
+    "--split": "--dataset.split",
+    "--annotations": "--dataset.annotations",
+}
+_SAMPLED = "check decodes the frames extract samples (--sampling.*), or all with --thorough"
+REMOVED_CHECK_FLAGS = {
+    "--num_random": _SAMPLED,
+    "--seed": _SAMPLED,
+    "--extensions": "a --videos folder is searched for the video extensions extract reads",
+}
+
+
+def _check_parser() -> ArgumentParser:
+    parser = _extract_parser("video-eleatt check", CHECK_DESCRIPTION)
+    parser.add_argument(
+        "--output",
+        type=str | None,
+        default=None,
+        help="TSV report, one row per video under a header line: rel_path<TAB>status<TAB>detail "
+        "(status ok, warning, partial or failed)",
+    )
+    parser.add_argument(
+        "--thorough",
+        type=bool,
+        default=False,
+        help="decode every frame of each video (not just the sampled ones) and report frame "
+        "counts that disagree (decoded, packets, header), derived timestamps and why, jumps in "
+        "the timestamps, partial prefixes and rotations",
+    )
+    return parser
+
+
+def _translate_old_check_flags(argv: list[str]) -> list[str]:
+    """``argv`` with the earlier ``check`` options renamed to extract's.
+
+    Raises:
+        ValueError: a removed option, an old-style ``--dataset NAME``, or two inputs; the
+            message names the option to use instead.
+    """
+    translated = []
+    for arg in argv:
+        flag, equals, value = arg.partition("=")
+        if flag in REMOVED_CHECK_FLAGS:
+            raise ValueError(f"{flag} no longer exists: {REMOVED_CHECK_FLAGS[flag]}")
+        if flag in RENAMED_CHECK_FLAGS:
+            new_flag = RENAMED_CHECK_FLAGS[flag]
+            print(f"video-eleatt check: note: {flag} is now {new_flag}", file=sys.stderr)
+            arg = new_flag + equals + value
+        translated.append(arg)
+    for position, arg in enumerate(translated):
+        flag, equals, value = arg.partition("=")
+        if flag == "--dataset" and not equals and position + 1 < len(translated):
+            value = translated[position + 1]
+        if flag == "--dataset" and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", value):
+            raise ValueError(
+                f"--dataset {value}: check takes extract's options now; name the dataset with "
+                f"--dataset.name {value} --dataset.root DIR (or --config extract.yaml)"
+            )
+    inputs = [arg for arg in translated if arg.partition("=")[0] == "--videos"]
+    if len(inputs) > 1:
+        raise ValueError(
+            f"{len(inputs)} inputs given (--videos, --folder, --list); give one --videos: "
+            "a list file or a folder"
+        )
+    return translated
+
+
+def check_main(argv: list[str]) -> int:
+    """``video-eleatt check --config extract.yaml [--thorough] [--output F.tsv] [--strict]``.
+
+    Returns:
+        0; 1 with ``--strict`` when a video failed; 2 on bad input (no videos, a missing list
+        or folder, an unwritable ``--output``); 3 when the report cannot be written at the end.
+    """
+    from video_eleatt.features.extract import resolve_source
+    from video_eleatt.fileio import write_failure_reason
+    from video_eleatt.video.check import check_videos, format_summary, write_report
+
+    parser = _check_parser()
+    try:
+        argv = _translate_old_check_flags(argv)
+    except ValueError as err:
+        print(f"video-eleatt check: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    namespace = parser.parse_args(_expand_bare_flags(argv, CHECK_BARE_FLAGS))
+    config = _extract_config(parser, namespace)
+    output = namespace.output
+    try:
+        source = resolve_source(config)  # DatasetError is a ValueError
+    except (OSError, ValueError) as err:
+        print(f"video-eleatt check: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    tasks = source.tasks[: config.limit] if config.limit else source.tasks
+    if not tasks:
+        print(f"video-eleatt check: error: no videos in {source.description}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if output:
+        try:  # now, not after an hour of decoding
+            write_report(output)
+        except OSError as err:
+            print(
+                f"video-eleatt check: error: cannot write the report {output}: "
+                f"{write_failure_reason(err)}; choose another --output",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+    result = check_videos(
+        [(task.rel_path, task.path) for task in tasks],
+        config.sampling,
+        thorough=namespace.thorough,
+        num_workers=config.num_workers,
+        timeout_s=config.timeout_s,
+        chunk_size=config.chunk_size,
+        allow_partial=config.allow_partial,
+        progress=config.progress,
+    )
+    code = 0
+    if output:
+        try:
+            write_report(output, result)
+        except OSError as err:
+            print(
+                f"video-eleatt check: error: cannot write the report {output}: "
+                f"{write_failure_reason(err)}",
+                file=sys.stderr,
+            )
+            output, code = None, EXIT_WRITE_ERROR
+    print(format_summary(result, output))
+    if code == 0 and config.strict and result.failures:
+        code = EXIT_FAILED_VIDEOS
+    return code
+
+
 def verify_main(argv: list[str]) -> int:
     """``video-eleatt verify <cache_dir | extract config>``: check every entry."""
     from video_eleatt.features.cache import CacheError, feature_path, verify_cache
@@ -149,6 +317,11 @@ def verify_main(argv: list[str]) -> int:
         f"{len(report.problems)} broken, {len(report.orphans)} orphan files, "
         f"{len(report.temp_files)} temporary files"
     )
+    if report.stale:
+        print(
+            f"  STALE: every entry was made {report.stale}. Re-extract: `video-eleatt extract "
+            "--config <the extract config that made it>` (the new cache gets its own folder)"
+        )
     for rel_path, problem in report.problems.items():
         print(f"  BROKEN {rel_path}: {problem}")
     for rel_path, error in list(report.failed.items())[:20]:
@@ -161,7 +334,7 @@ def verify_main(argv: list[str]) -> int:
         else:
             print("rerun with --fix to remove them, then rerun the extraction to redo them")
         return EXIT_FAILED_VIDEOS
-    return 0
+    return EXIT_FAILED_VIDEOS if report.stale else 0
 
 
 def pack_main(argv: list[str]) -> int:

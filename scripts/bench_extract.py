@@ -17,7 +17,7 @@ with the same allocator setting (``tune_malloc``, unless ``--no_tune_malloc``).
 
 ``--mode pipeline`` is the extraction issue's benchmark, for one backbone:
 
-1. decode + preprocess only: the DecodePool workers (decord, sampling, resize + crop in uint8)
+1. decode + preprocess only: the DecodePool workers (PyAV, sampling, resize + crop in uint8)
    with nothing downstream;
 2. backbone only: the same frames preloaded and preprocessed, batches through the backbone
    (normalise, channels_last, inference_mode) as extraction runs it;
@@ -33,6 +33,12 @@ CPU), with the machine's load average, since other jobs on a shared machine skew
     python scripts/bench_extract.py                      # speed: ~4-6 minutes on 2 idle cores
     python scripts/bench_extract.py --backbones resnet18 --frames_per_video 60
     python scripts/bench_extract.py --mode pipeline --num_videos 2 --long_minutes 2
+    python scripts/bench_extract.py --mode decode --frames_per_video 250 --repeats 5
+
+``--mode decode`` is the frame-exact decoding issue's benchmark: decode-only frames/s for sparse
+sampling (uniform 8, segments 16, fps 1) and dense sampling (all), on H.264 MP4 and on MPEG-4
+AVI with B-frames, before (decord ``get_batch``, the sparse path before frame-exact decoding,
+wrong on those AVIs) and now (:class:`~video_eleatt.video.decode.VideoReader`), interleaved.
 
 Pipeline-mode videos are written with tests/video_factory.py (h264, the given size).
 """
@@ -167,8 +173,11 @@ def end_to_end(config, output_root) -> tuple[int, float]:
 
 
 def write_motion_video(path: Path, num_frames: int, size: tuple[int, int], fps: int, seed: int):
-    """A real-looking H.264 clip: moving colour gradients, a moving block and noise (yuv420p,
-    x264 "veryfast" with B-frames, crf 23)."""
+    """A real-looking clip: moving colour gradients, a moving block and noise (yuv420p).
+
+    ``.mp4``: H.264, x264 "veryfast" with B-frames, crf 23. ``.avi``: MPEG-4 Part 2 with two
+    B-frames between references and a keyframe every 12 frames, as Xvid/DivX wrote HMDB51.
+    """
     import av
     import numpy as np
 
@@ -177,9 +186,14 @@ def write_motion_video(path: Path, num_frames: int, size: tuple[int, int], fps: 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
+        if path.suffix == ".avi":
+            stream = container.add_stream("mpeg4", rate=fps)
+            stream.codec_context.max_b_frames = 2
+            stream.codec_context.gop_size = 12
+        else:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.options = {"preset": "veryfast", "crf": "23"}
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23"}
         for i in range(num_frames):
             image = np.stack(
                 [
@@ -391,9 +405,109 @@ def _end_to_end_rate(config) -> float:
     return summary.frames / summary.seconds
 
 
+# ---------------------------------------------------------------------------- decode mode
+
+
+def decord_as_before(path, sampling, chunk_size: int) -> int:
+    """The decode path before frame-exact decoding, for sparse requests: decord's timestamps
+    when they look usable (else index / fps), then ``get_batch`` in sorted chunks, each
+    followed by ``seek(0)``. Wrong on B-frame AVIs; timed here as the speed to stay near."""
+    import decord
+    import numpy as np
+
+    from video_eleatt.video.sampling import sample_frame_indices, usable_timestamps
+
+    reader = decord.VideoReader(str(path), num_threads=1)
+    count = len(reader)
+    starts = np.asarray(reader.get_frame_timestamp(np.arange(count)), np.float64)[:, 0]
+    fps = float(reader.get_avg_fps())
+    reader.get_batch([0])
+    reader.seek(0)
+    timestamps = starts if usable_timestamps(starts, count) else None
+    try:
+        indices = sample_frame_indices(count, fps, sampling, timestamps)
+    except (MemoryError, ValueError):  # -3.7e17 s "timestamps" on B-frame AVIs
+        indices = sample_frame_indices(count, fps, sampling, None)
+    for start in range(0, len(indices), chunk_size):
+        reader.get_batch(indices[start : start + chunk_size].tolist()).asnumpy()
+        reader.seek(0)
+    return len(indices)
+
+
+def exact_now(path, sampling, chunk_size: int) -> int:
+    """Today's path: :class:`VideoReader` (PyAV, frame table, checked) as the workers run it."""
+    from video_eleatt.video.decode import VideoReader
+    from video_eleatt.video.sampling import sample_frame_indices
+
+    reader = VideoReader(path)
+    indices = sample_frame_indices(
+        reader.info.num_frames, reader.info.fps, sampling, reader.frame_timestamps()
+    )
+    return sum(len(chunk) for chunk, _ in reader.iter_frames(indices, chunk_size))
+
+
+def decode_main(args) -> None:
+    """Decode-only frames/s, before (decord) and now (exact), interleaved in one process."""
+    import statistics
+
+    import torch
+
+    from video_eleatt.video.sampling import SamplingConfig
+
+    torch.set_num_threads(1)
+    _print_machine(torch)
+    samplings = {
+        "uniform 8": SamplingConfig(mode="uniform", num_frames=8),
+        "segments 16": SamplingConfig(mode="segments", num_segments=16),
+        "fps 1": SamplingConfig(mode="fps", fps=1.0),
+        "all (dense)": SamplingConfig(mode="all"),
+    }
+    width, height = args.size
+    with tempfile.TemporaryDirectory() as tmp:
+        kinds = {}
+        for suffix, label in ((".mp4", "H.264 MP4"), (".avi", "MPEG-4 AVI, B-frames")):
+            kinds[label] = [
+                write_motion_video(
+                    Path(tmp) / f"v{i}{suffix}", args.frames_per_video, (width, height), 25, i
+                )
+                for i in range(args.num_videos)
+            ]
+        print(
+            f"videos: {args.num_videos} per kind, {args.frames_per_video} frames at 25 fps, "
+            f"{width}x{height}; 1 decoder thread; median of {args.repeats} interleaved rounds, "
+            "alternating which side goes first; "
+            "frames/s counts the frames delivered (sampled), not the frames decoded.\n"
+            "per CPU-s: frames per second of CPU time of this process (all its threads): what "
+            "extraction gets when its decode workers keep every core busy. wall: one video at a "
+            "time (decord's reader thread runs beside its caller, so it gets a second core)."
+        )
+        print(
+            f"{'video':22s} {'sampling':12s} {'before/CPU-s':>13s} {'now/CPU-s':>10s} "
+            f"{'ratio':>6s} {'before/wall-s':>14s} {'now/wall-s':>11s} {'ratio':>6s}"
+        )
+        for label, paths in kinds.items():
+            for name, sampling in samplings.items():
+                rates: dict[tuple[str, str], list[float]] = {}
+                sides = [("before", decord_as_before), ("now", exact_now)]
+                for repeat in range(args.repeats):  # the order alternates: neither side is
+                    for side, run in sides[:: 1 if repeat % 2 else -1]:  # always the warm one
+                        wall, cpu = time.perf_counter(), time.process_time()
+                        frames = sum(run(path, sampling, args.chunk_size) for path in paths)
+                        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                        rates.setdefault((side, "cpu"), []).append(frames / cpu)
+                        rates.setdefault((side, "wall"), []).append(frames / wall)
+                rate = {key: statistics.median(values) for key, values in rates.items()}
+                print(
+                    f"{label:22s} {name:12s} {rate['before', 'cpu']:13.1f} "
+                    f"{rate['now', 'cpu']:10.1f} {rate['now', 'cpu'] / rate['before', 'cpu']:6.2f} "
+                    f"{rate['before', 'wall']:14.1f} {rate['now', 'wall']:11.1f} "
+                    f"{rate['now', 'wall'] / rate['before', 'wall']:6.2f}"
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=("speed", "pipeline"), default="speed")
+    parser.add_argument("--mode", choices=("speed", "pipeline", "decode"), default="speed")
     parser.add_argument("--backbones", nargs="+", default=["resnet18", "resnet50"])
     parser.add_argument("--reference_batch_size", type=int, default=32)
     parser.add_argument("--no_tune_malloc", action="store_true")
@@ -420,6 +534,9 @@ def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if args.mode == "speed":
         speed_main(args)
+        return
+    if args.mode == "decode":
+        decode_main(args)
         return
 
     sys.path.insert(0, str(REPO / "tests"))

@@ -193,7 +193,7 @@ def test_a_wrong_container_table_is_rebuilt_from_a_decode_pass(videos, monkeypat
     def shifted(container, stream):  # claims frame 10 is missing and one more at the end
         table = container_table(container, stream)
         pts = np.concatenate([table.pts[:10], table.pts[11:], [table.pts[-1] + 512]])
-        return decode._FrameTable(pts, table.keyframes, False, len(pts))
+        return decode._FrameTable(pts, table.keyframes, len(pts))
 
     monkeypatch.setattr(decode, "_container_table", shifted)
     reader = VideoReader(videos["mp4"])
@@ -233,3 +233,25 @@ def test_read_index_rejects_a_frame_that_is_not_a_pattern():
     assert read_index(np.full((48, 64, 3), 0, np.uint8)) == 0
     with pytest.raises(ValueError, match="not an index frame"):
         read_index(np.full((48, 64, 3), 128, np.uint8))
+
+
+def test_a_frame_the_decoder_drops_silently_ends_the_exact_prefix(videos, monkeypatch):
+    from video_eleatt.video import decode
+
+    decode_checked = decode._decode_checked
+
+    def dropping(container, stream):  # frame 13 never comes out, and nothing is raised
+        for position, frame in enumerate(decode_checked(container, stream)):
+            if position != 13:
+                yield frame
+
+    monkeypatch.setattr(decode, "_decode_checked", dropping)
+    with pytest.raises(VideoDecodeError, match=r"frame 13 .*skipped this frame") as caught:
+        list(VideoReader(videos["mp4"]).iter_frames(range(20)))  # a gap in the container's pts
+    assert caught.value.decodable_frames == 13
+    with pytest.raises(VideoDecodeError, match=r"frame 13 .*dropped one here"):
+        VideoReader(videos["mp4"], index="decode")  # the decode pass: 39 frames, 40 packets
+    reader = VideoReader(videos["mp4"], index="decode", allow_partial=True)
+    assert reader.info.num_frames == 13 and reader.info.frames_in_file == 40
+    [(_, frames)] = list(reader.iter_frames(range(13), chunk_size=13))
+    assert read_indices(frames) == list(range(13))

@@ -241,7 +241,7 @@ def test_a_wrong_frame_table_restarts_the_video_from_a_decode_pass(videos, monke
     def shifted(container, stream):  # says frame 10 is missing and one more comes at the end
         table = container_table(container, stream)
         pts = np.concatenate([table.pts[:10], table.pts[11:], [table.pts[-1] + 1]])
-        return decode._FrameTable(pts, table.keyframes, False, len(pts))
+        return decode._FrameTable(pts, table.keyframes, len(pts))
 
     monkeypatch.setattr(decode, "_container_table", shifted)  # the forked worker inherits it
     with DecodePool(1, 30, chunk_size=4, start_method="fork") as pool:

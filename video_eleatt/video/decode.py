@@ -142,14 +142,12 @@ class _FrameTable:
         pts: int64 (N,) presentation times in the stream's time base, strictly increasing, or
             None when the decoder gives no usable times (then frames are known by position).
         keyframes: int64 sorted positions that a seek can start decoding from (always has 0).
-        from_decoder: True when the table is what a decode pass output (step 1b).
         frames_in_file: frames the file holds (packets, or decoder outputs until an error).
         first_error: position and reason of the first decode error, if the decode pass hit one.
     """
 
     pts: np.ndarray | None
     keyframes: np.ndarray
-    from_decoder: bool
     frames_in_file: int
     first_error: tuple[int, str] | None = None
 
@@ -198,7 +196,6 @@ class VideoReader:
         self.path = str(path)
         self._num_threads = num_threads
         self._reformatter = None
-        self._allow_partial = allow_partial
         if not os.path.exists(self.path):
             raise VideoDecodeError(f"cannot open {self.path}: no such file")
         if os.path.isdir(self.path):
@@ -224,7 +221,6 @@ class VideoReader:
                 f"cannot open {self.path} as a video: no frame decodes ({reason})"
             )
         first, self.rotation = self._first_frame()
-        self._size = (width, height)
         self._timestamps, timestamps_source, self._fps = self._times()
         self._resized = width > 0 or height > 0
         out_height, out_width = _output_size(first.shape[0], first.shape[1], width, height)
@@ -283,20 +279,23 @@ class VideoReader:
                         keyframes.append(position)
             except _DecodeFailure as failure:
                 first_error = (len(pts), failure.reason)
-            packets = _count_packets(self.path)
+        packet_pts = _packet_pts(self.path)
         usable = all(value is not None for value in pts) and _strictly_increasing(pts)
-        frames_in_file = len(pts)
-        if first_error is None and packets > len(pts) > 0 and usable:
-            # the decoder output fewer frames than the file has packets and said nothing:
-            # a dropped frame; without knowing where, only the frames up to it are trusted
-            first_error = (len(pts), f"{packets} packets but {len(pts)} frames decoded")
-            frames_in_file = packets
-        elif first_error is not None:
-            frames_in_file = max(packets, len(pts))
+        frames_in_file = max(len(packet_pts), len(pts))
+        if first_error is None and len(packet_pts) > len(pts) > 0:
+            # the decoder output fewer frames than the file has packets and raised nothing: it
+            # dropped a frame. The frames after the first missing pts are trusted no further.
+            shown = set(pts)
+            missing = sorted(p for p in packet_pts if p is not None and p not in shown)
+            position = int(np.searchsorted(pts, missing[0])) if usable and missing else len(pts)
+            first_error = (
+                position,
+                f"the decoder output {len(pts)} frames for {len(packet_pts)} packets and "
+                "dropped one here without an error",
+            )
         return _FrameTable(
             pts=np.asarray(pts, np.int64) if usable and pts else None,
             keyframes=np.asarray(keyframes, np.int64),
-            from_decoder=True,
             frames_in_file=frames_in_file,
             first_error=first_error,
         )
@@ -623,22 +622,23 @@ def _container_table(container, stream) -> _FrameTable | None:
         return None
     keyframes = np.searchsorted(ordered, np.asarray(keyframe_pts, np.int64))
     keyframes = np.unique(np.concatenate([[0], keyframes])).astype(np.int64)
-    return _FrameTable(
-        pts=ordered, keyframes=keyframes, from_decoder=False, frames_in_file=len(ordered)
-    )
+    return _FrameTable(pts=ordered, keyframes=keyframes, frames_in_file=len(ordered))
 
 
-def _count_packets(path: str) -> int:
+def _packet_pts(path: str) -> list[int | None]:
+    """The pts of the video packets that are shown (not cut by an edit list), file order."""
     import av
 
+    pts = []
     try:
         with av.open(path, metadata_errors="ignore") as container:
             stream = container.streams.video[0]
-            return sum(
-                1 for packet in container.demux(stream) if packet.size and not packet.is_discard
-            )
-    except Exception:
-        return 0
+            for packet in container.demux(stream):
+                if packet.size and not packet.is_discard:
+                    pts.append(packet.pts)
+    except Exception:  # a demux error: the packets before it are what the file has
+        pass
+    return pts
 
 
 def _strictly_increasing(values) -> bool:

@@ -12,16 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from video_eleatt.demo.main import DemoOptions, main, plan_demo
+from video_eleatt.demo.main import DemoOptions, main, parse_options, plan_demo
 
 QUICK_ARGS = ["--quick", "--videos_per_class", "2", "--epochs", "1", "--parallel", "1"]
 
 
 def run_quick_demo(base: Path) -> tuple[int, Path, Path]:
-    """Runs (or reruns) the reduced demo under ``base``; returns (exit code, data, output)."""
-    data_dir, output_dir = base / "data", base / "runs"
-    code = main([*QUICK_ARGS, "--data_dir", str(data_dir), "--output_dir", str(output_dir)])
-    return code, data_dir, output_dir
+    """Runs (or reruns) the reduced demo under ``base``; returns (exit code, data folder,
+    comparison folder)."""
+    args = [*QUICK_ARGS, "--data_dir", str(base / "data"), "--output_dir", str(base / "runs")]
+    code = main(args)
+    plan = plan_demo(parse_options(args))
+    return code, plan.data_dir, plan.output_dir
 
 
 @pytest.fixture(scope="module")

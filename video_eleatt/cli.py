@@ -2,7 +2,9 @@
 
 Subcommands are looked up in a literal table and imported only when run, so
 ``video-eleatt --help`` is fast and a broken optional step cannot break the others.
-Each target is a function ``main(argv: list[str]) -> int | None``.
+Each target is a function ``main(argv: list[str]) -> int | None``. A ``--config`` value may
+be a shipped config's name (``video_eleatt.config_files``): it becomes a path here, before the
+command's parser sees it.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ import importlib
 import os
 import sys
 
+from video_eleatt.config_files import ConfigNameError, resolve_config_args
+from video_eleatt.envcheck import version_report
+
 # name -> ("module:function", one-line help). The training verbs receive their own name
 # as argv[0] because LightningCLI parses the subcommand itself.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("video_eleatt.demo.main:main", "the main job: demo data, extraction, comparison"),
+    "configs": ("video_eleatt.config_cli:main", "list the shipped configs; copy them to edit"),
     "make-demo-data": ("video_eleatt.demo.cli:generate_main", "write the demo video dataset"),
     "toy": ("video_eleatt.models.toy:main", "baseline vs EleAtt GRU on a generated sequence task"),
     "datasets": ("video_eleatt.datasets.cli:datasets_main", "list the supported dataset formats"),
@@ -53,6 +59,7 @@ def _usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = ["usage: video-eleatt <command> [options]   (video-eleatt <command> --help)", ""]
     lines += [f"  {name:<{width}}  {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    lines += ["", "video-eleatt --version: the versions a bug report needs"]
     return "\n".join(lines)
 
 
@@ -62,10 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
-    if argv[0] == "--version":
-        from video_eleatt import __version__
-
-        print(__version__)
+    if argv[0] in ("--version", "-V"):
+        print(version_report())
         return 0
     name = argv[0]
     if name not in COMMANDS:
@@ -81,5 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     function = getattr(module, function_name)
     args = argv if name in TRAINING_VERBS else argv[1:]
+    flags = ("--config", "-c") if name in TRAINING_VERBS else ("--config",)
+    try:
+        args = resolve_config_args(args, flags)
+    except ConfigNameError as err:
+        print(f"video-eleatt {name}: error: {err}", file=sys.stderr)
+        return 2
     result = function(args)
     return int(result or 0)

@@ -1,4 +1,5 @@
-"""Check that the installed stack imports; run by ``scripts/setup.sh``.
+"""Check that the installed stack imports (run by ``scripts/setup.sh``), and report its versions
+(``video-eleatt --version``).
 
 Stops with a message naming the broken package and the fix, rather than letting the first
 real command fail deep inside timm or torchvision.
@@ -39,6 +40,73 @@ def check() -> list[str]:
             except Exception as err:
                 problems.append(f"timm imports but cannot build resnet18: {err}")
     return problems
+
+
+# (module, distribution, label) of what a bug report needs: `video-eleatt --version`.
+REPORTED = (
+    ("torch", "torch", "torch"),
+    ("torchvision", "torchvision", "torchvision"),
+    ("timm", "timm", "timm"),
+    ("decord", "decord", "decord"),
+    ("av", "av", "PyAV"),
+)
+
+
+def _installed(distribution: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _version_line(module_name: str, distribution: str, label: str) -> str:
+    """``<label> <version>``: the imported module's own version (torch's carries its build,
+    e.g. ``+cu132`` or ``+cpu``), or the installed one and why it does not import."""
+    installed = _installed(distribution)
+    if installed == "not installed":
+        return f"{label} not installed"
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # reported, not raised: a broken package is what a report is for
+        return f"{label} {installed} (does not import: {type(err).__name__}: {err})"
+    line = f"{label} {getattr(module, '__version__', installed)}"
+    if module_name == "av":
+        libavcodec = getattr(module, "library_versions", {}).get("libavcodec")
+        if libavcodec:
+            line += f" (FFmpeg libavcodec {'.'.join(map(str, libavcodec))})"
+    return line
+
+
+def version_report() -> str:
+    """``video-eleatt --version``: this package, Python, torch, torchvision, timm, decord, PyAV
+    and whether CUDA is available, one line each (a few seconds: it imports them)."""
+    import platform
+    from pathlib import Path
+
+    import video_eleatt
+
+    location = Path(video_eleatt.__file__).resolve().parent
+    lines = [
+        f"video_eleatt {video_eleatt.__version__} ({location})",
+        f"python {platform.python_version()} ({sys.executable}, {platform.platform()})",
+    ]
+    lines += [_version_line(*reported) for reported in REPORTED]
+    lines.append(f"CUDA available: {_cuda_line()}")
+    return "\n".join(lines)
+
+
+def _cuda_line() -> str:
+    try:
+        import torch
+    except Exception as err:  # reported, not raised: a broken torch is what the user asks about
+        return f"unknown (torch does not import: {type(err).__name__}: {err})"
+    built = torch.version.cuda
+    if not torch.cuda.is_available():
+        return f"no (torch built for CUDA {built})" if built else "no (CPU-only torch build)"
+    count = torch.cuda.device_count()
+    return f"yes, {count} GPU(s): {torch.cuda.get_device_name(0)} (CUDA {built})"
 
 
 def main() -> int:

@@ -1,6 +1,8 @@
 """``video-eleatt demo``: the main job, offline, on the generated demo dataset.
 
-One command runs the whole system on real encoded videos::
+One command runs the whole system on real encoded videos, under the current folder (or
+``--output_dir``), from any folder: its configs are the package's (``configs/demo/*.yaml``; a
+copy in the working folder wins, see ``video_eleatt.config_files``)::
 
     generate   data/demo/motion/            UCF101-layout H.264 clips (skipped when complete)
     extract    data/demo/features/motion/   per-frame resnet18 features (RANDOM weights)
@@ -9,9 +11,9 @@ One command runs the whole system on real encoded videos::
 
 Every stage is resumable and writes atomically (the generator renames a finished folder into
 place, the cache writes one file per video, the comparison keeps finished runs), so a rerun
-reuses what exists and an interrupted run continues. Options that change what is computed
-(dataset size, epochs, weights, device, ``--quick``) get their own folders, so they never mix
-with the default run.
+reuses what exists and an interrupted run continues. Every option that changes what is
+computed (``--quick``, dataset size, epochs, seeds, weights, device) names its own folders
+(:func:`folder_tags`), so no two option sets mix or overwrite each other's report.
 
 >>> main([])  # doctest: +SKIP
 >>> main(["--quick", "true"])  # doctest: +SKIP
@@ -19,20 +21,29 @@ with the default run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-DEFAULT_DATA_DIR = "data/demo"
-DEFAULT_OUTPUT_DIR = "runs/demo"
-CONFIG_DIR = Path("configs") / "demo"
-EXTRACT_CONFIG = "extract.yaml"
-COMPARE_CONFIG = "compare.yaml"
+from video_eleatt.config_files import ConfigNameError, find_config
+from video_eleatt.fileio import write_failure_reason
+
+# Below --output_dir (default: the current folder): the data, and the comparison's folder
+# (runs/demo, or runs/demo_<tags> for options that change the results).
+DATA_DIR = Path("data") / "demo"
+RUNS_DIR = Path("runs")
+RUNS_NAME = "demo"
+# Read from the working folder when there (a checkout, an edited copy), else from the package.
+EXTRACT_CONFIG = "configs/demo/extract.yaml"
+COMPARE_CONFIG = "configs/demo/compare.yaml"
+SEEDS_TAG_MAX = 16  # longer seed lists are named by their count and a hash
 SUMMARY_FILE = "demo_summary.json"
 DATASET_NAME = "motion"
 
@@ -57,11 +68,12 @@ class DemoOptions:
     """Options of ``video-eleatt demo``.
 
     Attributes:
+        output_dir: The folder everything goes under (default: the current folder):
+            ``data/demo/`` (the dataset and its feature caches) and ``runs/demo/`` (runs,
+            report, figures, attention), with a suffix naming every option that changes the
+            results (e.g. ``runs/demo_quick``, ``runs/demo_v40_s0-4``).
         data_dir: Folder of the demo dataset (``<data_dir>/motion``) and its feature caches
-            (``<data_dir>/features``).
-        output_dir: Folder of the comparison runs, report and figures. Default ``runs/demo``,
-            with a suffix naming the options that change the results (e.g.
-            ``runs/demo_quick``, ``runs/demo_v40``).
+            (``<data_dir>/features``); default ``<output_dir>/data/demo``.
         videos_per_class: Clips per class of the generated dataset (default: the generator's).
         seeds: Seeds per variant (default: those of ``configs/demo/compare.yaml``).
         epochs: Training epochs per run (default: those of ``configs/demo/train.yaml``).
@@ -76,8 +88,8 @@ class DemoOptions:
         attention: Draw the first-layer attention of one EleAtt run (with frame overlays).
     """
 
-    data_dir: str = DEFAULT_DATA_DIR
-    output_dir: str | None = None
+    output_dir: str = "."
+    data_dir: str | None = None
     videos_per_class: int | None = None
     seeds: list[int] | None = None
     epochs: int | None = None
@@ -94,6 +106,8 @@ class DemoOptions:
 class DemoPlan:
     """Where every stage reads and writes, resolved from :class:`DemoOptions`."""
 
+    root: Path
+    data_dir: Path
     dataset_root: Path
     features_root: Path
     output_dir: Path
@@ -108,28 +122,87 @@ class DemoPlan:
 # ----------------------------------------------------------------------------- the plan
 
 
-def config_path(name: str) -> Path:
-    """``configs/demo/<name>`` of the working folder, else of this package's source checkout.
+def demo_config(path: str) -> Path:
+    """A demo config: ``path`` in the working folder when it is there (a checkout, or a copy
+    made with ``video-eleatt configs copy demo``), else the package's own.
 
     Raises:
-        DemoError: when neither exists.
+        DemoError: neither exists (a broken installation).
     """
-    local = CONFIG_DIR / name
-    if local.is_file():
-        return local
-    checkout = Path(__file__).resolve().parents[2] / CONFIG_DIR / name
-    if checkout.is_file():
-        return checkout
-    raise DemoError(
-        f"the demo config {local} is missing (looked in {Path.cwd()} and {checkout.parent}); "
-        "run the demo from the repository root"
-    )
+    try:
+        return find_config(path)
+    except ConfigNameError as err:
+        raise DemoError(
+            f"{err}. The package's configs are missing: reinstall video_eleatt"
+        ) from err
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
     return yaml.safe_load(path.read_text()) or {}
+
+
+def seeds_tag(seeds: Sequence[int]) -> str:
+    """Folder tag of a seed list: ``s0-4`` for 0..4, ``s1.3-5`` for 1, 3, 4, 5; a long list
+    is ``s<count>x<hash>``. The order of the seeds does not matter (same runs, same report).
+
+    >>> seeds_tag([0, 1, 2, 3, 4]), seeds_tag([7, 1, 3, 4])
+    ('s0-4', 's1.3-4.7')
+    """
+    values = sorted(set(int(seed) for seed in seeds))
+    ranges: list[str] = []
+    start = previous = values[0]
+    for value in [*values[1:], None]:
+        if value is not None and value == previous + 1:
+            previous = value
+            continue
+        ranges.append(str(start) if start == previous else f"{start}-{previous}")
+        if value is not None:
+            start = previous = value
+    tag = "s" + ".".join(ranges)
+    if len(tag) > SEEDS_TAG_MAX:
+        digest = hashlib.sha256(json.dumps(values).encode()).hexdigest()[:6]
+        tag = f"s{len(values)}x{digest}"
+    return tag
+
+
+def folder_tags(
+    options: DemoOptions, default_videos: int, default_seeds: Sequence[int]
+) -> tuple[list[str], list[str]]:
+    """The parts that name the dataset folder and the comparison folder for ``options``.
+
+    Every option that changes the results adds a part, so two option sets never share a
+    folder: ``quick`` and ``v<N>`` (videos per class) name the dataset and the runs;
+    ``e<N>`` (epochs), the seeds (:func:`seeds_tag`), ``pretrained``,
+    ``weights-<sha256[:8]>`` (of the weights file's bytes: another file or an edited one is
+    another folder, the same file elsewhere is the same) and ``cuda`` name the runs. Options
+    that only change the speed (``parallel``, ``num_workers``) and ``attention`` add none.
+
+    Args:
+        default_videos: Clips per class when ``videos_per_class`` is not given.
+        default_seeds: Seeds when ``seeds`` is not given.
+
+    Returns:
+        (dataset parts, run parts); both empty for the default options.
+    """
+    dataset_parts = ["quick"] if options.quick else []
+    if options.videos_per_class and options.videos_per_class != default_videos:
+        dataset_parts.append(f"v{options.videos_per_class}")
+    run_parts = list(dataset_parts)
+    if options.epochs:
+        run_parts.append(f"e{options.epochs}")
+    if options.seeds and sorted(options.seeds) != sorted(default_seeds):
+        run_parts.append(seeds_tag(options.seeds))
+    if options.pretrained:
+        run_parts.append("pretrained")
+    if options.backbone_weights:
+        from video_eleatt.features.backbones import file_sha256
+
+        run_parts.append(f"weights-{file_sha256(options.backbone_weights)[:8]}")
+    if options.device == "cuda":
+        run_parts.append("cuda")
+    return dataset_parts, run_parts
 
 
 def plan_demo(options: DemoOptions) -> DemoPlan:
@@ -140,10 +213,8 @@ def plan_demo(options: DemoOptions) -> DemoPlan:
     """
     from video_eleatt.demo.synth import SynthConfig
 
-    default_videos = SynthConfig().videos_per_class
-    videos = options.videos_per_class or (
-        QUICK_VIDEOS_PER_CLASS if options.quick else default_videos
-    )
+    default_videos = QUICK_VIDEOS_PER_CLASS if options.quick else SynthConfig().videos_per_class
+    videos = options.videos_per_class or default_videos
     try:
         synth = SynthConfig(videos_per_class=videos)
     except ValueError as err:
@@ -156,35 +227,32 @@ def plan_demo(options: DemoOptions) -> DemoPlan:
         )
     if options.epochs is not None and options.epochs < 1:
         raise DemoError(f"--epochs {options.epochs}: expected at least 1")
+    if options.backbone_weights and not Path(options.backbone_weights).is_file():
+        raise DemoError(
+            f"--backbone_weights {options.backbone_weights} is not a file; give a "
+            ".safetensors or .pth file of the backbone's weights"
+        )
 
-    extract_config = config_path(EXTRACT_CONFIG)
-    compare_config = config_path(COMPARE_CONFIG)
+    extract_config = demo_config(EXTRACT_CONFIG)
+    compare_config = demo_config(COMPARE_CONFIG)
     compare_yaml = _read_yaml(compare_config)
-    base_configs = [str(config_path(Path(p).name)) for p in compare_yaml.get("base_config", [])]
-    seeds = options.seeds or (QUICK_SEEDS if options.quick else compare_yaml.get("seeds"))
+    # Passed on as written ("configs/demo/train.yaml"): the comparison finds the file the same
+    # way, and records the same name in a checkout and in an installed package.
+    base_configs = [str(path) for path in compare_yaml.get("base_config", [])]
+    for path in base_configs:
+        demo_config(path)
+    default_seeds = QUICK_SEEDS if options.quick else list(compare_yaml.get("seeds") or [])
+    seeds = options.seeds or default_seeds
     epochs = options.epochs or (QUICK_EPOCHS if options.quick else None)
 
     # Everything that changes the results names its own folders: never mixed, never refused.
-    dataset_parts = ["quick"] if options.quick else []
-    if options.videos_per_class and options.videos_per_class != (
-        QUICK_VIDEOS_PER_CLASS if options.quick else default_videos
-    ):
-        dataset_parts.append(f"v{videos}")
-    run_parts = list(dataset_parts)
-    if options.epochs:
-        run_parts.append(f"e{options.epochs}")
-    if options.pretrained:
-        run_parts.append("pretrained")
-    if options.backbone_weights:
-        run_parts.append("weights")
-    if options.device == "cuda":
-        run_parts.append("cuda")
-    dataset_root = Path(options.data_dir) / "_".join([DATASET_NAME, *dataset_parts])
-    features_root = Path(options.data_dir) / "features" / dataset_root.name
+    dataset_parts, run_parts = folder_tags(options, default_videos, default_seeds)
+    root = Path(options.output_dir)
+    data_dir = Path(options.data_dir) if options.data_dir else root / DATA_DIR
+    dataset_root = data_dir / "_".join([DATASET_NAME, *dataset_parts])
+    features_root = data_dir / "features" / dataset_root.name
     tag = "_".join(run_parts)
-    output_dir = Path(
-        options.output_dir or (f"{DEFAULT_OUTPUT_DIR}_{tag}" if tag else DEFAULT_OUTPUT_DIR)
-    )
+    output_dir = root / RUNS_DIR / "_".join([RUNS_NAME, *run_parts])
 
     extract_args = [
         "--config",
@@ -204,11 +272,6 @@ def plan_demo(options: DemoOptions) -> DemoPlan:
     if options.pretrained:
         extract_args.append("--backbone.weights=pretrained")
     elif options.backbone_weights:
-        if not Path(options.backbone_weights).is_file():
-            raise DemoError(
-                f"--backbone_weights {options.backbone_weights} is not a file; give a "
-                ".safetensors or .pth file of the backbone's weights"
-            )
         extract_args.append(f"--backbone.weights={options.backbone_weights}")
 
     trainer: dict[str, Any] = {"accelerator": "gpu" if options.device == "cuda" else "cpu"}
@@ -224,6 +287,8 @@ def plan_demo(options: DemoOptions) -> DemoPlan:
         f"--parallel={options.parallel}",
     ]
     return DemoPlan(
+        root=root,
+        data_dir=data_dir,
         dataset_root=dataset_root,
         features_root=features_root,
         output_dir=output_dir,
@@ -240,7 +305,7 @@ def check_writable(folder: Path, option: str) -> None:
     """Creates ``folder`` if needed and checks a file can be written in it.
 
     Raises:
-        DemoError: naming the folder, the reason and the option that moves it.
+        DemoError: naming the folder (absolute), the reason and the option that moves it.
     """
     probe = folder / f".demo-write-test-{os.getpid()}"
     try:
@@ -248,8 +313,11 @@ def check_writable(folder: Path, option: str) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
+        fix = f"pass {option} <a writable folder>"
+        if option == "--output_dir":
+            fix = f"run the demo from a writable folder or {fix}"
         raise DemoError(
-            f"cannot write to {folder}: {err.strerror or err}. Pass {option} <a writable folder>"
+            f"cannot write to {folder.absolute()}: {write_failure_reason(err)}; {fix}"
         ) from err
 
 
@@ -405,9 +473,14 @@ def summary_rows(outcome: Any) -> list[dict[str, Any]]:
 
 
 def format_demo_summary(
-    plan: DemoPlan, outcome: Any, attention: Any, seconds: dict[str, float]
+    plan: DemoPlan,
+    outcome: Any,
+    attention: Any,
+    seconds: dict[str, float],
+    cache_dir: Path | None = None,
 ) -> str:
-    """The closing lines: the table, the verdicts and where everything is."""
+    """The closing lines: the table, the verdicts and where everything is (the data and the
+    runs, under the current folder or ``--output_dir``)."""
     from video_eleatt.compare.stats import Summary
 
     lines = [
@@ -433,7 +506,8 @@ def format_demo_summary(
     ]
     if attention is not None:
         lines.append(f"attention:  {attention.output_dir}/ (attention.md, overlay_*.png)")
-    lines.append(f"dataset:    {plan.dataset_root}")
+    lines.append(f"dataset:    {plan.dataset_root}/ (videos and split lists)")
+    lines.append(f"features:   {cache_dir or plan.features_root}/")
     timing = ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items())
     lines.append(f"time:       {timing}")
     checkpoint = _example_checkpoint(plan)
@@ -538,7 +612,8 @@ def run_demo(options: DemoOptions) -> int:
     started = time.perf_counter()
     try:
         plan = plan_demo(options)
-        check_writable(plan.dataset_root.parent, "--data_dir")
+        # Before any long work; nothing is created when the data folder is not writable.
+        check_writable(plan.data_dir, "--data_dir" if options.data_dir else "--output_dir")
         check_writable(plan.output_dir, "--output_dir")
     except DemoError as err:
         print(f"video-eleatt demo: error: {err}", file=sys.stderr)
@@ -589,7 +664,7 @@ def run_demo(options: DemoOptions) -> int:
         return 1
     seconds["total"] = time.perf_counter() - started
     write_summary_file(plan, outcome, attention, seconds, cache_dir)
-    print(format_demo_summary(plan, outcome, attention, seconds), flush=True)
+    print(format_demo_summary(plan, outcome, attention, seconds, cache_dir), flush=True)
     complete = not outcome.failed and not outcome.report.missing_runs
     return 0 if complete and outcome.report.comparable else 1
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from training_fixtures import tiny_config
+from training_fixtures import reevaluate, tiny_config
 
 from video_eleatt.compare.cli import attention_main, main
 from video_eleatt.compare.runner import (
@@ -130,10 +132,36 @@ def test_grid_report_and_resume(tiny, capsys):
     assert {(r["variant"], r["seed"]) for r in rows} == {
         (v, s) for v in ("baseline_gru", "eleatt_gru") for s in ("0", "1")
     }
+    # every reported top-1 is its run's last checkpoint re-evaluated outside Lightning, and
+    # the summary and the paired comparison are those numbers' mean, std and differences
+    cache = root / "cache"
+    test_videos = [
+        line.rsplit(" ", 1)[0] for line in (root / "data/test.txt").read_text().split("\n") if line
+    ]
+    top1 = {}
     for row in rows:
         assert row["num_epochs"] == "2" and row["num_test_videos"] == "6"
         assert float(row["inference_sequences_per_s"]) > 0
-        assert 0.0 <= float(row["test_top1"]) <= 1.0
+        run_dir = output / "runs" / row["variant"] / "split-default" / f"seed-{row['seed']}"
+        again = reevaluate(run_dir / "checkpoints" / "last.ckpt", cache, test_videos)
+        assert float(row["test_top1"]) == pytest.approx(again["top1"], abs=1e-6), row
+        top1[(row["variant"], int(row["seed"]))] = again["top1"]
+    summary = {r["variant"]: r for r in read_csv(output / "summary.csv") if r["split"] == "default"}
+    for variant in ("baseline_gru", "eleatt_gru"):
+        values = [top1[(variant, seed)] for seed in (0, 1)]
+        assert float(summary[variant]["top1_mean_pct"]) == pytest.approx(
+            100 * np.mean(values), abs=1e-3
+        )
+        assert float(summary[variant]["top1_std_pct"]) == pytest.approx(
+            100 * np.std(values, ddof=1), abs=1e-3
+        )
+    (pooled,) = [
+        r
+        for r in read_csv(output / "comparisons.csv")
+        if r["metric"] == "top1" and r["split"] == "pooled"
+    ]
+    difference = np.mean([top1[("eleatt_gru", s)] - top1[("baseline_gru", s)] for s in (0, 1)])
+    assert float(pooled["mean_difference_pts"]) == pytest.approx(100 * difference, abs=1e-3)
     # the EleAtt arm has the gate: D (D + N + 1) = 8 * 15 more weights in its first layer
     counts = {r["variant"]: int(r["parameter_count"]) for r in rows}
     assert counts["eleatt_gru"] - counts["baseline_gru"] == 8 * (8 + 6 + 1)
@@ -196,6 +224,49 @@ def test_grid_report_and_resume(tiny, capsys):
         match=r"made with other options \(overrides\.trainer\.max_epochs: '\(unset\)' -> 3\)",
     ):
         run_comparison(config, log=lambda message: None)
+
+
+@pytest.mark.slow
+def test_devices_give_each_worker_process_its_own_device(tiny):
+    """``devices: [0, 1]``: one worker process per device at a time, each seeing only its own
+    device (CUDA_VISIBLE_DEVICES), as the first line of its run's log records. The runs train
+    on the CPU (the base config's accelerator), so this runs without GPUs."""
+    root, base = tiny
+    output = root / "devices"
+    messages: list[str] = []
+    config = CompareConfig(
+        name="devices",
+        base_config=[str(base)],
+        seeds=[0],
+        output_dir=str(output),
+        trainer={"max_epochs": 1},
+        devices=[0, 1],
+        measure_inference=False,
+        variants={
+            "baseline_gru": VariantSpec(model={"num_eleatt_layers": 0, "num_plain_layers": 1}),
+            "eleatt_gru": VariantSpec(model={"num_eleatt_layers": 1, "num_plain_layers": 0}),
+        },
+    )
+    outcome = run_comparison(config, log=messages.append)
+    assert sorted(outcome.trained) == [("baseline_gru", "default", 0), ("eleatt_gru", "default", 0)]
+    assert not outcome.failed and config.parallel == 2
+    threads = max(1, (os.cpu_count() or 1) // 2)  # the cores shared between the 2 workers
+    seen = {}
+    for variant in ("baseline_gru", "eleatt_gru"):
+        run_dir = output / "runs" / variant / "split-default" / "seed-0"
+        first_line = (run_dir / "log.txt").read_text().splitlines()[0]
+        match = re.fullmatch(
+            rf"compare worker: {variant} split default seed 0, CUDA_VISIBLE_DEVICES=(\d), "
+            rf"{threads} threads",
+            first_line,
+        )
+        assert match, first_line
+        seen[variant] = match.group(1)
+        assert f"] {variant} split default seed 0 on cuda:{seen[variant]} (log: " in "\n".join(
+            messages
+        )
+        assert len(json.loads((run_dir / "result.json").read_text())["history"]) == 1  # 1 epoch
+    assert sorted(seen.values()) == ["0", "1"]  # each device ran one of the two runs
 
 
 def test_bad_variant_option_stops_with_partial_report(tiny):

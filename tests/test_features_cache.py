@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
 import torch
+from disk_faults import STAGES, filling_open, inject_disk_full, temporary_files
+from safetensors.numpy import load_file as load_numpy
 from safetensors.torch import load_file
+from training_fixtures import make_tiny_cache
 
+from video_eleatt import cli
 from video_eleatt.features import cache as cache_module
 from video_eleatt.features.cache import (
     CacheError,
@@ -126,19 +131,61 @@ def test_hash_names_the_directory_and_a_mismatch_is_refused(tmp_path):
     )
 
 
-def test_failed_write_leaves_no_entry(tmp_path, monkeypatch):
+@pytest.mark.parametrize("stage", STAGES)
+def test_disk_full_leaves_no_new_entry_and_the_previous_one_whole(tmp_path, monkeypatch, stage):
     cache_dir = _cache(tmp_path)
+    _write(cache_dir, "a/v.avi", 3, seed=0)
+    path = feature_path(cache_dir, "a/v.avi")
+    before, rows = path.read_bytes(), read_manifest(cache_dir)
 
-    def disk_full(*args):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(cache_module.os, "replace", disk_full)
-    with pytest.raises(CacheWriteError, match="disk is full") as info:
-        _write(cache_dir, "a/v.avi", 3)
-    assert "v.avi.safetensors" in str(info.value)
+    inject_disk_full(monkeypatch, stage)
+    for rel_path, seed in (("a/new.avi", 1), ("a/v.avi", 2)):  # a new entry, then a redo
+        with pytest.raises(CacheWriteError) as info:
+            _write(cache_dir, rel_path, 5, seed=seed)
+        message = str(info.value)
+        assert f"cannot write {feature_path(cache_dir, rel_path)}: the disk is full" in message
     monkeypatch.undo()
-    assert read_manifest(cache_dir) == {}
-    assert list((cache_dir / "features").rglob("*")) == [cache_dir / "features" / "a"]
+
+    assert path.read_bytes() == before  # the previous features, byte for byte
+    assert read_manifest(cache_dir) == rows  # no row for the failed writes
+    assert not feature_path(cache_dir, "a/new.avi").exists()
+    assert temporary_files(cache_dir) == []
+    report = verify_cache(cache_dir)
+    assert report.ok == ["a/v.avi"] and report.problems == {} and report.orphans == []
+
+
+@pytest.mark.parametrize("stage", ["write", "fsync"])
+def test_disk_full_while_appending_the_manifest_row(tmp_path, monkeypatch, stage):
+    """The entry's file is in place when its row is appended; a full disk then stops the run
+    naming the manifest, and whatever reached the manifest points at a complete file."""
+    import errno
+
+    cache_dir = _cache(tmp_path)
+    manifest = cache_dir / "manifest.jsonl"
+    _write(cache_dir, "a/first.avi", 2, seed=0)
+    real_fsync = os.fsync
+
+    def full_for_the_manifest(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}") == str(manifest):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    if stage == "fsync":
+        monkeypatch.setattr(os, "fsync", full_for_the_manifest)
+    else:  # half of the row's line reaches the file, then the disk is full
+        monkeypatch.setattr(cache_module, "open", filling_open(manifest), raising=False)
+    with pytest.raises(
+        CacheWriteError, match=re.escape(f"cannot write {manifest}: the disk is full")
+    ):
+        _write(cache_dir, "a/second.avi", 3, seed=1)
+    monkeypatch.undo()
+    rows = read_manifest(cache_dir)
+    assert all(entry_is_complete(cache_dir, row) for row in rows.values())
+    assert "a/first.avi" in rows
+    # the rerun rewrites the entry and its row; the cache is whole
+    _write(cache_dir, "a/second.avi", 3, seed=1)
+    report = verify_cache(cache_dir)
+    assert report.ok == ["a/first.avi", "a/second.avi"] and report.problems == {}
 
 
 def test_unwritable_cache_dir_names_the_path(tmp_path):
@@ -223,6 +270,120 @@ def test_verify_finds_broken_entries(tmp_path):
     assert "truncated" in report.problems["a/v2.avi"]
     assert "missing" in report.problems["a/v3.avi"]
     assert report.temp_files == ["a/.v0.avi.safetensors.tmp123"]
+
+
+def _features_offset(path) -> int:
+    """Byte offset of the first feature value in a safetensors entry file."""
+    data = path.read_bytes()
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_len])
+    return 8 + header_len + header["features"]["data_offsets"][0]
+
+
+def test_verify_command_finds_a_flipped_byte_a_missing_entry_and_out_of_date_rows(tmp_path, capsys):
+    cache_dir = _cache(tmp_path)
+    steps = {f"a/v{i}.avi": 3 + i for i in range(5)}
+    for i, (rel_path, num_steps) in enumerate(steps.items()):
+        _write(cache_dir, rel_path, num_steps, seed=i)
+    assert cli.main(["verify", str(cache_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"{cache_dir}: 5 ok, 0 failed at extraction, 0 broken, 0 orphan files" in out
+
+    # v0: one bit of one feature value flipped: the file still loads, same shape, all finite
+    path0 = feature_path(cache_dir, "a/v0.avi")
+    data = bytearray(path0.read_bytes())
+    data[_features_offset(path0)] ^= 0x01
+    path0.write_bytes(bytes(data))
+    flipped = load_numpy(str(path0))["features"]
+    assert flipped.shape == (3, 4) and np.isfinite(flipped).all()
+    # v1: its file is gone
+    feature_path(cache_dir, "a/v1.avi").unlink()
+    # v2: a later row says 7 steps; the file holds 5
+    row = read_manifest(cache_dir)["a/v2.avi"]
+    with ManifestWriter(cache_dir / "manifest.jsonl") as writer:
+        writer.append({**row, "num_steps": 7})
+    # v3: replaced by another run's complete, valid file of the same video and shape
+    other = create_cache(tmp_path / "other", json.loads((cache_dir / "config.json").read_text()))
+    _write(other, "a/v3.avi", 6, seed=99)
+    feature_path(cache_dir, "a/v3.avi").write_bytes(feature_path(other, "a/v3.avi").read_bytes())
+    assert verify_cache(other).ok == ["a/v3.avi"]  # a sound entry where it was written
+    # v5: a file whose row never reached this manifest (the manifest is older than the files)
+    with ManifestWriter(tmp_path / "lost_rows.jsonl") as lost:
+        write_entry(
+            cache_dir, "a/v5.avi", np.ones((2, 4)), [0, 1], [0.0, 0.5], 2.0, 2, 1.0, 0,
+            manifest=lost,
+        )  # fmt: skip
+
+    assert cli.main(["verify", str(cache_dir)]) == 1
+    out = capsys.readouterr().out
+    assert f"{cache_dir}: 1 ok, 0 failed at extraction, 4 broken, 1 orphan files" in out
+    broken = {
+        line.split(": ", 1)[0].removeprefix("  BROKEN "): line.split(": ", 1)[1]
+        for line in out.splitlines()
+        if line.startswith("  BROKEN ")
+    }
+    assert sorted(broken) == ["a/v0.avi", "a/v1.avi", "a/v2.avi", "a/v3.avi"]
+    assert broken["a/v0.avi"].startswith(f"content differs from its manifest row: {path0}")
+    assert broken["a/v1.avi"] == f"file missing: {feature_path(cache_dir, 'a/v1.avi')}"
+    assert broken["a/v2.avi"].startswith("manifest row out of date: features shape (5, 4)")
+    assert broken["a/v2.avi"].endswith("manifest/config say (7, 4)")
+    assert broken["a/v3.avi"].startswith("content differs from its manifest row")
+    report = verify_cache(cache_dir)
+    assert report.ok == ["a/v4.avi"] and report.orphans == ["a/v5.avi.safetensors"]
+    assert report.stale is None  # the cache as a whole is not from an older decode path
+
+    # --fix removes the broken files, so that the extraction's resume check redoes them
+    assert cli.main(["verify", str(cache_dir), "--fix"]) == 1
+    assert "removed 4 broken files" in capsys.readouterr().out
+    rows = read_manifest(cache_dir)
+    assert [key for key in sorted(rows) if entry_is_complete(cache_dir, rows[key])] == ["a/v4.avi"]
+    assert feature_path(cache_dir, "a/v4.avi").exists()
+
+
+def test_pack_command_gives_the_arrays_of_the_per_video_files(tmp_path, capsys):
+    info = make_tiny_cache(tmp_path, num_classes=3, train_per_class=2, test_per_class=1, failed=1)
+    cache_dir = info["cache"]
+    assert cli.main(["pack", str(cache_dir), "--groups", "subset"]) == 0
+    assert f"packed form written to {cache_dir / 'packed'}" in capsys.readouterr().out
+    rows = read_manifest(cache_dir)
+    failed = [key for key, row in rows.items() if row["status"] == "failed"]
+    assert len(failed) == 1
+    expected_groups = {
+        "train": sorted(set(info["train"]) - set(failed)),
+        "test": sorted(info["test"]),
+    }
+    index = json.loads((cache_dir / "packed" / "index.json").read_text())
+    assert sorted(index["groups"]) == ["test", "train"]
+    for group, keys in expected_groups.items():
+        listing = json.loads((cache_dir / "packed" / f"{group}.videos.json").read_text())
+        assert listing["rel_paths"] == keys
+        arrays = {
+            name: np.load(cache_dir / "packed" / f"{group}.{name}.npy")
+            for name in ("features", "frame_indices", "timestamps")
+        }
+        files = [load_numpy(str(feature_path(cache_dir, key))) for key in keys]
+        for name, array in arrays.items():  # the files one after another, nothing else
+            np.testing.assert_array_equal(array, np.concatenate([f[name] for f in files]))
+            assert array.dtype == files[0][name].dtype
+        lengths = [len(f["features"]) for f in files]
+        assert listing["lengths"] == lengths
+        assert listing["offsets"] == np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
+        assert listing["labels"] == [rows[key]["label"] for key in keys]
+        assert index["groups"][group] == {"num_videos": len(keys), "num_steps": sum(lengths)}
+
+    # a file that disagrees with its row is refused, naming the fix; the old form is kept
+    key = expected_groups["train"][0]
+    path = feature_path(cache_dir, key)
+    row = rows[key]
+    with ManifestWriter(cache_dir / "manifest.jsonl") as writer:
+        writer.append({**row, "num_steps": row["num_steps"] + 1})
+    packed_before = (cache_dir / "packed" / "train.features.npy").read_bytes()
+    assert cli.main(["pack", str(cache_dir)]) == 2
+    err = capsys.readouterr().err
+    assert f"{key}: file holds ({row['num_steps']}, 8), manifest says" in err
+    assert "run `video-eleatt verify`" in err
+    assert (cache_dir / "packed" / "train.features.npy").read_bytes() == packed_before
+    assert path.exists()
 
 
 def test_pack_gives_identical_features(tmp_path):

@@ -1,10 +1,12 @@
 """Extraction end to end on generated videos whose frames encode their index: sampling and
-features stored, bad files, --strict, resume, kill -9 then rerun, 1 vs 2 processes."""
+features stored, bad files, --strict, resume, --retry_failed, kill -9 then rerun, 1 process vs
+2 (--num_processes and torchrun), --parity_check, and a local weights file."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from video_factory import write_broken_video, write_vfr_video, write_video_folder
+from video_factory import read_indices, write_broken_video, write_vfr_video, write_video_folder
 
 from video_eleatt.features.backbones import BackboneConfig, build_backbone
 from video_eleatt.features.cache import FeatureCache, read_manifest
@@ -69,6 +71,16 @@ def dataset(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def reference(dataset, tmp_path_factory):
+    """One uninterrupted single-process run over the clean videos: every file of its cache."""
+    root = tmp_path_factory.mktemp("reference")
+    assert extract_main(_argv(dataset / "clean", root)) == 0
+    snapshot = _snapshot(_cache_dir(root))
+    assert len([key for key in snapshot if key.startswith("features/")]) == len(GOOD)
+    return snapshot
+
+
 def _cache_dir(output_root) -> Path:
     (cache_dir,) = Path(output_root).iterdir()
     return cache_dir
@@ -110,8 +122,22 @@ def test_extract_list_with_bad_files(dataset, tmp_path, capsys):
     assert cache.ok_keys() == sorted([*GOOD, "d/vfr.mp4"])
     failed = cache.failed()
     assert sorted(failed) == sorted(BROKEN)
-    assert all(rel_path in reason or "." in reason for rel_path, reason in failed.items())
-    assert "empty" in failed["z/zero.mp4"] and "no such file" in failed["z/missing.mp4"]
+    root = dataset / "good"
+    # each reason names the file and what is wrong with it (FFmpeg's own words may follow)
+    assert failed["z/zero.mp4"] == f"cannot open {root / 'z/zero.mp4'}: the file is empty (0 bytes)"
+    assert failed["z/missing.mp4"] == f"cannot open {root / 'z/missing.mp4'}: no such file"
+    assert failed["z/empty_stream.mp4"] == (
+        f"cannot open {root / 'z/empty_stream.mp4'} as a video: cannot find video stream (the "
+        "container has 0 streams, none of them video)"
+    )
+    assert failed["z/corrupt.mp4"].startswith(
+        f"cannot open {root / 'z/corrupt.mp4'} as a video: the first frame does not decode ("
+    )
+    for name in ("z/text.mp4", "z/truncated.mp4"):
+        assert failed[name].startswith(
+            f"cannot open {root / name} as a video (not a video, truncated, or no video "
+            "stream): InvalidDataError"
+        )
     assert cache.config["untrained"] is True and cache.config["class_names"] == ["0", "1", "2"]
 
     backbone = build_backbone(BackboneConfig("test_resnet", "timm", "random"))
@@ -164,12 +190,9 @@ def test_unwritable_output_is_a_clear_error(dataset, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_kill_resume_and_two_processes_match_one_run(dataset, tmp_path):
+def test_kill_resume_and_two_processes_match_one_run(dataset, reference, tmp_path):
     videos = dataset / "clean"
-    reference_root, killed_root, ranks_root = tmp_path / "ref", tmp_path / "kill", tmp_path / "r2"
-    assert extract_main(_argv(videos, reference_root)) == 0
-    reference = _snapshot(_cache_dir(reference_root))
-    assert len([k for k in reference if k.startswith("features/")]) == len(GOOD)
+    killed_root, ranks_root = tmp_path / "kill", tmp_path / "r2"
 
     # kill -9 the whole job (main process, decode workers) as soon as one video is done
     process = subprocess.Popen(
@@ -207,6 +230,189 @@ def test_kill_resume_and_two_processes_match_one_run(dataset, tmp_path):
     assert [row["rel_path"] for row in rows] == sorted(GOOD)
 
 
+@pytest.mark.slow
+def test_torchrun_with_two_processes_writes_the_cache_of_one(dataset, reference, tmp_path):
+    """``torchrun --nproc_per_node 2 -m video_eleatt extract`` on CPU (gloo): ranks from
+    torchrun's environment, not --num_processes."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    assert torchrun.is_file(), f"torchrun is installed beside {sys.executable}"
+    output = tmp_path / "torchrun"
+    command = [
+        str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "video_eleatt", "extract",
+        *_argv(dataset / "clean", output, "--num_workers", "1"),
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{len(GOOD)} ok, 0 failed, 0 skipped" in result.stderr  # rank 0 sums the ranks
+    assert _snapshot(_cache_dir(output)) == reference  # bit for bit, manifest included
+
+
+def test_retry_failed_retries_exactly_the_videos_that_failed(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    write_video_folder(videos, ["a/good.mp4", "b/fixed.mp4"], num_frames=[12, 10], fps=8.0)
+    repaired = (videos / "b/fixed.mp4").read_bytes()
+    write_broken_video(videos / "b/fixed.mp4", "corrupt")
+    write_broken_video(videos / "c/zero.mp4", "zero_byte")
+    argv = _argv(videos, tmp_path / "out", "--num_workers", "1")
+    assert extract_main(argv) == 0
+    cache_dir = _cache_dir(tmp_path / "out")
+    assert sorted(FeatureCache(cache_dir).failed()) == ["b/fixed.mp4", "c/zero.mp4"]
+    good = cache_dir / "features" / "a/good.mp4.safetensors"
+    good_stat = os.stat(good)
+    (videos / "b/fixed.mp4").write_bytes(repaired)  # the damaged video is replaced by a good one
+    manifest = (cache_dir / "manifest.jsonl").read_bytes()
+    capsys.readouterr()
+
+    assert extract_main([*argv, "--retry_failed", "false"]) == 0
+    err = capsys.readouterr().err
+    assert "extraction summary: 0 ok, 0 failed, 3 skipped" in err
+    assert "  b/fixed.mp4: cannot open" in err  # still listed as failed, with its old reason
+    assert (cache_dir / "manifest.jsonl").read_bytes() == manifest
+
+    assert extract_main([*argv, "--retry_failed"]) == 0
+    # both failed videos were tried again (one now decodes), the finished one was not
+    assert "extraction summary: 1 ok, 1 failed, 1 skipped" in capsys.readouterr().err
+    cache = FeatureCache(cache_dir)
+    assert cache.ok_keys() == ["a/good.mp4", "b/fixed.mp4"]
+    assert list(cache.failed()) == ["c/zero.mp4"]
+    after = os.stat(good)
+    assert (after.st_ino, after.st_mtime_ns) == (good_stat.st_ino, good_stat.st_mtime_ns)
+    # 10 frames at 8 fps sampled at 4 fps: frames 0, 2, 4, 6, 8 of the repaired file
+    assert cache.load("b/fixed.mp4").frame_indices.tolist() == [0, 2, 4, 6, 8]
+
+
+PARITY_LINE = re.compile(
+    r"^parity check: (\w+) vs float32 NCHW on (\d+) frames: cosine min ([0-9.]+) mean "
+    r"([0-9.]+), relative error max ([0-9.e+-]+) mean ([0-9.e+-]+) \((passes|FAILS) min "
+    r"cosine >= ([0-9.]+)\)$",
+    re.MULTILINE,
+)
+
+
+def test_parity_check_compares_the_requested_precision_with_float32_and_writes_nothing(
+    tmp_path, capsys
+):
+    videos = tmp_path / "videos"
+    write_video_folder(videos, ["a.mp4", "b.mp4"], num_frames=[8, 6], fps=8.0)
+    output = tmp_path / "features"
+    reports = {}
+    for precision, threshold in (("float32", "0.999"), ("bfloat16", "1.0")):
+        argv = _argv(videos, output, "--parity_check", "--precision", precision)
+        assert extract_main([*argv, "--parity_threshold", threshold]) == 0
+        out = capsys.readouterr().out
+        (reports[precision],) = PARITY_LINE.findall(out)
+        refused = f"{precision} would NOT be used by `precision: auto` for this backbone"
+        assert (refused in out) is (precision == "bfloat16")
+    assert not output.exists()  # a check only: no cache
+    # every sampled frame of both videos (fps 4 of 8: 4 + 3), the requested precision
+    float32, bfloat16 = reports["float32"], reports["bfloat16"]
+    assert float32[:2] == ("float32", "7") and bfloat16[:2] == ("bfloat16", "7")
+    # float32 differs from NCHW float32 by rounding only and passes; bfloat16 (8-bit mantissa)
+    # differs by more, which says it really ran, and fails a threshold of 1
+    assert float(float32[2]) <= float(float32[3]) <= 1.0 and float(float32[4]) < 1e-4
+    assert float32[6:] == ("passes", "0.999")
+    assert float(bfloat16[2]) >= 0.999 and 1e-4 < float(bfloat16[4]) < 5e-2
+    assert bfloat16[6:] == ("FAILS", "1")
+
+
+def _pyav_frames(path: Path, frame_indices: list[int]) -> torch.Tensor:
+    """Frames ``frame_indices`` of a sequential PyAV decode, uint8 (n, H, W, 3); each frame's
+    own pattern is checked to be the frame asked for."""
+    import av
+
+    wanted, frames = set(frame_indices), []
+    with av.open(str(path)) as container:
+        # no decoder threads: a later fork (the pools' workers) must not inherit a codec
+        # context whose threads it does not have
+        container.streams.video[0].codec_context.thread_count = 1
+        for position, frame in enumerate(container.decode(video=0)):
+            if position in wanted:
+                frames.append(frame.to_ndarray(format="rgb24"))
+    stacked = np.stack(frames)
+    assert read_indices(stacked) == sorted(frame_indices)
+    return torch.from_numpy(stacked)
+
+
+def test_weights_file_gives_the_features_of_the_model_holding_those_weights(tmp_path):
+    import hashlib
+
+    import timm
+    from safetensors.torch import save_file
+
+    videos = tmp_path / "videos"
+    paths = write_video_folder(videos, ["a.mp4", "b.mp4"], num_frames=[6, 5], fps=8.0)
+
+    def model_with_known_weights(seed: int) -> torch.nn.Module:
+        """test_resnet with weights drawn here from ``seed``: timm's initialisation under that
+        seed, then BatchNorm scales, shifts and running statistics away from their defaults
+        (folding them into the convolutions is part of extraction)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = timm.create_model("test_resnet", pretrained=False, num_classes=0)
+            with torch.no_grad():
+                for module in model.modules():
+                    if isinstance(module, torch.nn.BatchNorm2d):
+                        module.weight.uniform_(0.5, 1.5)
+                        module.bias.normal_(0.0, 0.1)
+                        module.running_mean.normal_(0.0, 0.1)
+                        module.running_var.uniform_(0.5, 1.5)
+        return model.eval()
+
+    models = {"first": model_with_known_weights(5), "other": model_with_known_weights(6)}
+    files = {
+        "first.safetensors": models["first"],
+        "first.pth": models["first"],
+        "other.safetensors": models["other"],
+    }
+    for name, model in files.items():
+        state = {key: value.contiguous() for key, value in model.state_dict().items()}
+        if name.endswith(".safetensors"):
+            save_file(state, str(tmp_path / name))
+        else:
+            torch.save(state, tmp_path / name)
+
+    features = {}
+    for name in files:
+        output = tmp_path / f"out_{name}"
+        argv = [
+            "--videos", str(videos), "--backbone.library", "timm",
+            "--backbone.name", "test_resnet", "--backbone.weights", str(tmp_path / name),
+            "--sampling.mode", "all", "--precision", "float32", "--dtype", "float32",
+            "--batch_size", "4", "--num_workers", "1", "--output_root", str(output),
+            "--progress", "false",
+        ]  # fmt: skip
+        assert extract_main(argv) == 0
+        cache = FeatureCache(_cache_dir(output))
+        digest = hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+        assert cache.config["features"]["backbone"]["weights"] == f"file sha256:{digest}"
+        assert cache.config["untrained"] is False
+        features[name] = {key: cache.load(key) for key in ("a.mp4", "b.mp4")}
+
+    # the in-memory models with those weights, plain float32 NCHW, on PyAV's frames
+    preprocess_config = build_backbone(BackboneConfig("test_resnet", "timm", "random")).preprocess
+    preprocess = FramePreprocess(preprocess_config)
+    for key, path in zip(("a.mp4", "b.mp4"), paths):
+        indices = features["first.safetensors"][key].frame_indices.tolist()
+        assert indices == list(range({"a.mp4": 6, "b.mp4": 5}[key]))
+        images = normalize_frames(preprocess(_pyav_frames(path, indices)), preprocess_config)
+        for name, model in files.items():
+            with torch.inference_mode():
+                expected = model(images).numpy()  # (T, D)
+            got = features[name][key].features.numpy()
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4, err_msg=name)
+        # the same weights from either format: the same bytes; other weights: other features
+        assert np.array_equal(
+            features["first.pth"][key].features.numpy(),
+            features["first.safetensors"][key].features.numpy(),
+        )
+        difference = (
+            features["other.safetensors"][key].features - features["first.pth"][key].features
+        )
+        assert difference.abs().max() > 0.1 * features["first.pth"][key].features.abs().max()
+
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "extract"
 
 
@@ -241,8 +447,8 @@ def test_shipped_configs_parse_and_name_their_cache(capsys):
     assert "name: test_resnet" in capsys.readouterr().out
 
 
-def test_extract_from_yaml_and_open_it_by_yaml(dataset, tmp_path, monkeypatch):
-    from video_eleatt.features.cache import open_features
+def test_extract_from_yaml_and_open_it_by_yaml(dataset, tmp_path):
+    from video_eleatt.features.cache import features_hash, open_features
 
     text = (CONFIGS / "tiny_random.yaml").read_text()
     text = text.replace("videos: data/demo/videos", f"videos: {dataset / 'clean'}")
@@ -252,12 +458,16 @@ def test_extract_from_yaml_and_open_it_by_yaml(dataset, tmp_path, monkeypatch):
     assert extract_main(["--config", str(config), "--limit", "2", "--progress", "false"]) == 0
     features = open_features(config)
     assert features.ok_keys() == sorted(GOOD)[:2] and features.feature_dim == 96
-    # on a CUDA machine "precision: auto" names a float16 cache; the CPU-made one is found
-    from video_eleatt.features import extract
+    # the same config on a CUDA device: "precision: auto" there means float16 autocast, a cache
+    # of its own (named here without a GPU); opening it finds the CPU-made one by its identity
+    from video_eleatt.features.extract import resolve_cache_dir
 
-    monkeypatch.setattr(extract, "resolve_device", lambda *args: torch.device("cuda", 0))
-    assert extract.resolve_cache_dir(config).name != features.cache_dir.name
-    assert open_features(config).cache_dir == features.cache_dir
+    on_cuda = tmp_path / "tiny_cuda.yaml"
+    on_cuda.write_text(text + "device: cuda\n")
+    identity = {**features.config["features"], "precision": "float16"}
+    expected = f"{features.cache_dir.name.rsplit('_', 1)[0]}_{features_hash(identity)}"
+    assert resolve_cache_dir(on_cuda).name == expected != features.cache_dir.name
+    assert open_features(on_cuda).cache_dir == features.cache_dir
 
 
 def test_cpu_threads_divide_the_cores_among_local_processes(monkeypatch):

@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from devices import DEVICES
 from video_factory import write_video_folder
 
 from video_eleatt.features import extract
@@ -74,6 +75,43 @@ def test_parity_check_fails_a_wrong_fast_path(backbone, frames, monkeypatch):
     report = parity_check(backbone, frames, torch.device("cpu"), "float32")
     assert not report.passed and report.min_cosine < 0.999
     assert "FAILS" in report.describe()
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])  # the choice itself needs no GPU
+def test_auto_precision_candidate_per_device(device):
+    """``precision: auto`` tries float16 autocast on CUDA, bfloat16 on a CPU that computes it
+    natively, else float32; an explicit precision is used as given on every device."""
+    target = torch.device(device)
+    expected = {
+        "cuda": "float16",
+        "cpu": "bfloat16" if extract.cpu_has_native_bfloat16() else "float32",
+    }[device]
+    assert extract.candidate_precision(target) == expected
+    # without a backbone (naming a cache before any weights are loaded) the candidate is used
+    assert extract.resolve_precision(ExtractConfig(precision="auto"), target) == expected
+    for precision in ("float32", "bfloat16", "float16"):
+        assert extract.resolve_precision(ExtractConfig(precision=precision), target) == precision
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_runner_on_each_device_matches_float32_nchw(backbone, frames, device):
+    """The fast path where it runs (channels_last, folded BatchNorm; on CUDA pinned host
+    memory, an asynchronous copy and float16 autocast), in float32 and in ``auto``'s
+    candidate, against the float32 NCHW reference on the CPU."""
+    target = torch.device(device)
+    reference = reference_features(backbone, frames).double()  # (N, D)
+    for precision in dict.fromkeys(["float32", extract.candidate_precision(target)]):
+        runner = FeatureRunner(backbone, target, precision)
+        launched = runner.launch(frames)
+        assert launched.device.type == target.type
+        fast = runner.collect(launched).double()  # (N, D) on the CPU
+        cosine = torch.nn.functional.cosine_similarity(fast, reference, dim=1)
+        relative = (fast - reference).norm(dim=1) / reference.norm(dim=1)
+        assert float(cosine.min()) >= 0.999, (precision, cosine)  # the parity threshold
+        if precision == "float32" and target.type == "cpu":
+            assert float(relative.max()) < 1e-4  # rounding only
+        else:  # reduced precision really ran (TF32 convolutions count on a GPU)
+            assert 0 < float(relative.max()) < 0.05, (precision, relative)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import torch
+from devices import DEVICES
 from eleatt_reference import random_params, reference_eleatt_gru
 
 from video_eleatt.models import fused_gru
@@ -227,17 +228,31 @@ def test_falls_back_to_torch_when_onednn_is_missing_or_wrong(monkeypatch, caplog
         onednn_available.cache_clear()
 
 
-def test_eleatt_gru_layer_dispatches_to_fused_path():
+def test_eleatt_gru_layer_dispatches_to_fused_path(monkeypatch):
+    """The layer calls the fused sequence function by default and not when told otherwise;
+    both paths match the float64 reference on the layer's own weights."""
     eleatt = pytest.importorskip("video_eleatt.models.eleatt")
+    calls = []
+    real = fused_gru.eleatt_gru_sequence
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fused_gru, "eleatt_gru_sequence", counted)
     torch.manual_seed(7)
     layer = eleatt.EleAttGRU(12, 6)
     x = torch.randn(3, 5, 12)
     lengths = torch.tensor([5, 1, 3])
-    fused_out = layer(x, lengths=lengths, return_attention=True)
-    layer.use_fused = False
-    loop_out = layer(x, lengths=lengths, return_attention=True)
-    for a, b in zip(fused_out, loop_out):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    params = {name: p.detach().double() for name, p in layer.named_parameters()}
+    want = reference_eleatt_gru(x.double(), None, lengths, params, "sigmoid")
+    for use_fused, expected_calls in ((True, [x.shape]), (False, [])):
+        calls.clear()
+        layer.use_fused = use_fused
+        got = layer(x, lengths=lengths, return_attention=True)
+        assert calls == expected_calls
+        for name, g, w in zip(("output", "h_n", "attention"), got, want):
+            torch.testing.assert_close(g.double(), w, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_bad_arguments_name_the_problem():
@@ -257,19 +272,41 @@ def test_bad_arguments_name_the_problem():
         eleatt_gru_sequence(x[:0], None, None, *weights, "sigmoid", False)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_matches_cpu():
-    x, h0, params = _inputs(4, 6, 32, 16, seed=9)
+@functools.cache
+def _small_case():
+    """Inputs (float64) and the reference outputs and gradients, on the CPU."""
     lengths = torch.tensor([6, 2, 5, 4])
+    x, h0, params = _inputs(4, 6, 32, 16, seed=9)
     cotangents = _loss_weights(4, 6, 32, 16, seed=9)
-    cpu, cpu_grads = _values_and_grads(_fused("sigmoid", lengths), x, h0, params, cotangents)
-    cuda = torch.device("cuda")
-    gpu, gpu_grads = _values_and_grads(
-        _fused("sigmoid", lengths.to(cuda)),
-        x.to(cuda),
-        h0.to(cuda),
-        {k: v.to(cuda) for k, v in params.items()},
-        [c.to(cuda) for c in cotangents],
+    reference = _values_and_grads(_reference("sigmoid", lengths), x, h0, params, cotangents)
+    return lengths, x, h0, params, cotangents, reference
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_each_device_matches_the_float64_reference(device, dtype):
+    """The fused path on each device, in float64 and in the float32 that training uses there,
+    against the float64 reference computed on the CPU (not against another of our paths)."""
+    if dtype == torch.float64:
+        lengths, x, h0, params, cotangents, (want, want_grads) = _small_case()
+        rtol, atol = 1e-9, 1e-10
+    else:
+        x, h0, params, cotangents, (want, want_grads) = _realistic_case("sigmoid")
+        lengths = torch.tensor(REALISTIC_LENGTHS)
+        rtol, atol = 1e-4, 1e-5
+    target = torch.device(device)
+    got, got_grads = _values_and_grads(
+        _fused("sigmoid", lengths.to(target)),
+        x.to(target, dtype),
+        h0.to(target, dtype),
+        {k: v.to(target, dtype) for k, v in params.items()},
+        [c.to(target) for c in cotangents],
     )
-    for a, b in zip([*cpu, *cpu_grads], [*gpu, *gpu_grads]):
-        torch.testing.assert_close(b.cpu(), a, rtol=1e-9, atol=1e-10)
+    for name, g, w in zip(("output", "h_n", "attention"), got, want):
+        assert g.device.type == target.type and g.dtype == dtype
+        torch.testing.assert_close(g.cpu().double(), w, rtol=rtol, atol=atol, msg=name)
+    for name, g, w in zip(("x", "h0", *PARAM_NAMES), got_grads, want_grads):
+        scale = max(w.abs().max().item(), 1.0)
+        torch.testing.assert_close(
+            g.cpu().double(), w, rtol=rtol, atol=atol * scale, msg=f"grad {name}"
+        )

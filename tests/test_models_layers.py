@@ -283,14 +283,29 @@ def test_mask_equals_lengths_and_zero_state_default(cell, path):
     assert layer(x)[2] is None  # attention only on request
 
 
-def test_float32_fused_and_loop_paths_agree():
+def test_float32_layer_as_constructed_matches_the_reference():
+    """``EleAttGRU(D, N)`` as a user builds it (default path, initialisation and zero state),
+    in float32, against the float64 reference on the same weights: values and input grads."""
+    torch.manual_seed(5)
     layer = EleAttGRU(32, 16)
-    x = torch.randn(5, 7, 32)
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(5, 7, 32, generator=generator).requires_grad_(True)
     lengths = torch.tensor([7, 3, 1, 7, 5])
-    loop = layer._loop(x, (torch.zeros(5, 16),), lengths, True)
-    default = layer(x, lengths=lengths, return_attention=True)
-    for mine, theirs in zip(default, loop):
-        assert_close(mine, theirs, atol=1e-5, rtol=1e-4)
+    output, h_n, attention = layer(x, lengths=lengths, return_attention=True)
+    params = {name: p.detach().double() for name, p in layer.named_parameters()}
+    x64 = x.detach().double().requires_grad_(True)
+    ref_output, ref_h_n, ref_attention = reference_eleatt_gru(x64, None, lengths, params)
+    for name, mine, theirs in (
+        ("output", output, ref_output),
+        ("h_n", h_n, ref_h_n),
+        ("attention", attention, ref_attention),
+    ):
+        assert mine.dtype == torch.float32
+        assert_close(mine, theirs, atol=1e-5, rtol=1e-4, name=name)
+    weights = torch.randn(output.shape, dtype=torch.float64, generator=generator)
+    (grad,) = torch.autograd.grad((output.double() * weights).sum(), [x])
+    (ref_grad,) = torch.autograd.grad((ref_output * weights).sum(), [x64])
+    assert_close(grad, ref_grad, atol=1e-5, rtol=1e-4, name="grad x")
 
 
 # --- dispatch to the fused module --------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import math
+import re
 import shutil
 import types
 from pathlib import Path
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from training_fixtures import make_tiny_cache, tiny_config
+from disk_faults import STAGES, inject_disk_full, temporary_files
+from training_fixtures import make_separable_cache, make_tiny_cache, reevaluate, tiny_config
 
 from video_eleatt import cli as dispatcher
 from video_eleatt.training.callbacks import HISTORY_COLUMNS, read_history
@@ -60,7 +62,11 @@ def test_fit_writes_the_run_directory(fitted, tiny):
         assert [row["step"] for row in history] == [3, 6]  # 11 videos (1 failed), batch 4
         assert set(HISTORY_COLUMNS) == set(history[0])
         assert history[0]["val_top5"] is None  # 3 classes: no top-5
-        assert 0.0 <= history[1]["val_top1"] <= 1.0 and history[1]["train_loss"] > 0
+        assert history[1]["train_loss"] > 0
+        # validation (the test subset here) at the end of epoch 1 saw the weights saved then
+        again = reevaluate(run_dir / "checkpoints" / "last.ckpt", tiny["cache"], tiny["test"])
+        assert history[1]["val_top1"] == pytest.approx(again["top1"], abs=1e-6)  # float32
+        assert history[1]["val_loss"] == pytest.approx(again["loss"], rel=1e-5)
         summary = json.loads((run_dir / "train_summary.json").read_text())
         assert summary["status"] == "finished" and summary["global_step"] == 6
         assert summary["data"]["subsets"]["train"]["excluded_failed"] == 1
@@ -129,6 +135,31 @@ def test_baseline_clip_evaluation_and_prediction_on_train(fitted, tiny, capsys):
     assert len(lines) == 11
     err = capsys.readouterr().err
     assert "excluded: 1 failed extraction [1x decode error: moov atom not found]" in err
+
+
+def test_an_easy_task_is_learned_and_the_reported_top1_is_the_checkpoints(tmp_path):
+    """Features that carry the label: learned to 100 %, and `test` reports the top-1 and loss
+    of the saved checkpoint, recomputed here outside Lightning. The same videos with features
+    drawn independently of the label (the control): no better than chance."""
+    top1 = {}
+    for name, carry in (("easy", True), ("control", False)):
+        info = make_separable_cache(tmp_path / name, features_carry_label=carry)
+        config = tiny_config(info["cache"], lr=0.05)
+        config["trainer"].update(max_epochs=3, logger=False)
+        config["data"]["batch_size"] = 6
+        run_dir = tmp_path / f"{name}_run"
+        assert run_training(config, run_dir=run_dir)["status"] == "finished"
+        again = reevaluate(run_dir / "checkpoints" / "last.ckpt", info["cache"], info["test"])
+        top1[name] = again["top1"]
+        if carry:
+            metrics = run_training(
+                run_dir / "config.yaml", {}, run_dir, verb="test", ckpt_path="last"
+            )
+            assert metrics["num_videos"] == len(info["test"]) == 12
+            assert metrics["top1"] == pytest.approx(again["top1"], abs=1e-6)
+            assert metrics["loss"] == pytest.approx(again["loss"], rel=1e-5)
+    assert top1["easy"] == 1.0
+    assert top1["control"] <= 0.5  # 4 classes: chance is 0.25
 
 
 def test_resume_continues_from_the_checkpoint(fitted, tiny, tmp_path):
@@ -330,8 +361,6 @@ def test_validation_subset_choice(tiny, capsys):
 
 
 def test_checkpoints_are_replaced_atomically(tiny, tmp_path, monkeypatch):
-    import os
-
     from video_eleatt.training.cli import AtomicCheckpointIO, _run_cli
 
     run_dir = tmp_path / "run"
@@ -342,21 +371,21 @@ def test_checkpoints_are_replaced_atomically(tiny, tmp_path, monkeypatch):
     )  # fmt: skip
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
-    # A write that fails before the rename (a kill, a full disk) leaves the previous
-    # checkpoint whole and loadable, and no temporary file.
+    # The disk fills while the new checkpoint is written, while it is synced, or at the
+    # rename: the previous checkpoint stays whole and loadable, and no temporary file is left.
     path = run_dir / "checkpoints" / "last.ckpt"
+    before_bytes = path.read_bytes()
     before = torch.load(path, weights_only=True)
     newer = {**before, "global_step": before["global_step"] + 1}
-
-    def failing_replace(src, dst):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(TrainingError, match=r"last\.ckpt: the disk is full"):
-        AtomicCheckpointIO().save_checkpoint(newer, path)
-    monkeypatch.undo()
-    assert torch.load(path, weights_only=True)["global_step"] == before["global_step"]
-    assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith(".")) == []
+    for stage in STAGES:
+        inject_disk_full(monkeypatch, stage)
+        with pytest.raises(
+            TrainingError, match=re.escape(f"cannot write checkpoint {path}: the disk is full")
+        ):
+            AtomicCheckpointIO().save_checkpoint(newer, path)
+        monkeypatch.undo()
+        assert path.read_bytes() == before_bytes, stage
+        assert temporary_files(path.parent) == [], stage
     AtomicCheckpointIO().save_checkpoint(newer, path)
     assert torch.load(path, weights_only=True)["global_step"] == before["global_step"] + 1
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 from video_factory import (
     BROKEN_KINDS,
+    CollectGarbage,
     CrashOnWidth,
     HangOnWidth,
     ToFloatCHW,
@@ -118,6 +119,34 @@ def test_transform_runs_in_the_worker_and_decode_size_resizes(videos):
     assert chunk.frames.dtype == torch.float32 and chunk.frames.shape == (3, 3, 24, 32)
     frames = (chunk.frames * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
     assert read_indices(frames) == [6, 20, 33]
+
+
+def test_a_forked_worker_leaves_the_parents_uncollected_decoders_alone(videos):
+    """The parent holds a threaded FFmpeg decoder that only its garbage collector can free (a
+    reference cycle, as a finished decode can leave). A worker forked now inherits the object
+    but not the decoder's threads: freeing it there hangs or crashes the worker. The worker
+    here collects garbage on every chunk, and must still decode its video."""
+    import gc
+
+    import av
+
+    gc.disable()  # the parent must not collect the cycle before the fork
+    try:
+        container = av.open(videos["a.mp4"])
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame threads, started by the first decode
+        next(container.decode(stream))
+        cycle = {"container": container}
+        cycle["self"] = cycle
+        del container, stream, cycle
+        tasks = [DecodeTask("a", videos["a.mp4"], ALL)]
+        with DecodePool(1, 5.0, transform=CollectGarbage(), start_method="fork") as pool:
+            events = list(pool.imap(tasks))
+    finally:
+        gc.enable()
+        gc.collect()
+    assert not [event for event in events if isinstance(event, VideoFailed)]
+    assert_complete(events, list(range(40)), chunk_size=32)
 
 
 def test_a_hung_decode_is_killed_replaced_and_the_job_goes_on(videos):

@@ -113,3 +113,65 @@ def tiny_config(cache: Path, **model: Any) -> dict[str, Any]:
         "model": model_options,
         "data": {"cache": str(cache), "batch_size": 4, "num_workers": 0, "num_steps": 4},
     }
+
+
+def reevaluate(checkpoint: Path, cache: Path, rel_paths: list[str]) -> dict[str, Any]:
+    """Top-1 and mean NLL of a saved checkpoint, computed here without Lightning, torchmetrics
+    or the data module: the checkpoint's classifier weights in a fresh ``SequenceClassifier``
+    (eval mode), each video's whole feature sequence read straight from its safetensors file,
+    its label from the cache's manifest, accuracy and loss summed by hand in float64.
+
+    Returns:
+        ``top1``, ``loss``, and ``predicted`` (rel_path -> class id).
+    """
+    import torch
+    from safetensors.numpy import load_file
+
+    from video_eleatt.features.cache import feature_path, read_manifest
+    from video_eleatt.models.classifier import ClassifierConfig, SequenceClassifier
+
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model = SequenceClassifier(ClassifierConfig(**saved["video_eleatt"]["model"]))
+    prefix = "classifier."
+    state = {k[len(prefix) :]: v for k, v in saved["state_dict"].items() if k.startswith(prefix)}
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    labels = {key: row["label"] for key, row in read_manifest(cache).items()}
+    predicted, correct, nll = {}, 0, 0.0
+    with torch.no_grad():
+        for key in rel_paths:
+            features = torch.from_numpy(load_file(str(feature_path(cache, key)))["features"])
+            logits = model(features.float()[None], torch.tensor([len(features)]))[0]  # (C,)
+            log_probs = torch.log_softmax(logits.double(), dim=0)
+            predicted[key] = int(log_probs.argmax())
+            correct += predicted[key] == labels[key]
+            nll -= float(log_probs[labels[key]])
+    return {"top1": correct / len(rel_paths), "loss": nll / len(rel_paths), "predicted": predicted}
+
+
+def make_separable_cache(
+    root: Path, num_classes: int = 4, train_per_class: int = 6, test_per_class: int = 3,
+    feature_dim: int = 8, features_carry_label: bool = True, seed: int = 0,
+) -> dict[str, Any]:  # fmt: skip
+    """A task built to be easy: every step of a video of class c is the one-hot vector of c
+    plus noise of std 0.2, so any working classifier reaches 100 %. With
+    ``features_carry_label=False`` (the control) each video gets the one-hot of a class drawn
+    at random, independent of its label: nothing to learn, chance level expected.
+    """
+    info = make_tiny_cache(
+        root, num_classes=num_classes, train_per_class=train_per_class,
+        test_per_class=test_per_class, feature_dim=feature_dim, seed=seed, extract=(),
+        cache_name="separable" if features_carry_label else "label_free",
+    )  # fmt: skip
+    rng = np.random.default_rng(seed + 1)
+    for rel_path in info["train"] + info["test"]:
+        label = int(rel_path.split("/")[0].removeprefix("action"))
+        shown = label if features_carry_label else int(rng.integers(num_classes))
+        steps = 6
+        features = 0.2 * rng.standard_normal((steps, feature_dim))
+        features[:, shown] += 1.0
+        write_entry(
+            info["cache"], rel_path, features.astype(np.float32), np.arange(steps),
+            np.arange(steps) / 25.0, 25.0, steps, steps / 25.0, label,
+        )  # fmt: skip
+    return info

@@ -860,3 +860,13 @@ class CrashOnWidth:
             faulthandler.disable()  # no traceback dump from the (forked) worker in test output
             os.kill(os.getpid(), signal.SIGSEGV)
         return frames
+
+
+class CollectGarbage:
+    """Run the garbage collector on every chunk, in the worker (identity on the frames)."""
+
+    def __call__(self, frames):
+        import gc
+
+        gc.collect()
+        return frames

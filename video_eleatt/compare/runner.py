@@ -43,6 +43,7 @@ import yaml
 from video_eleatt.compare.report import ReportOutcome, ReportPlan, write_report
 from video_eleatt.compare.results import RESULT_FILE, RunResult, read_result, write_result
 from video_eleatt.compare.stats import Summary
+from video_eleatt.config_files import ConfigNameError, find_config, match_shipped
 
 RUNS_DIR = "runs"
 SPEC_FILE = "run_spec.json"
@@ -170,7 +171,7 @@ class RunSpec:
 def _config_identity(item: Any) -> Any:
     if isinstance(item, dict):
         return item
-    path = Path(item)
+    path = _base_config_file(item) or Path(item)
     # Parsed, so that editing comments does not invalidate finished runs.
     content = yaml.safe_load(path.read_text()) if path.is_file() else None
     return {"file": str(item), "content": content}
@@ -188,12 +189,14 @@ def load_base_config(paths: Sequence[str]) -> dict[str, Any]:
         )
     merged: dict[str, Any] = {}
     for path in paths:
-        file = Path(path)
-        if not file.is_file():
+        try:
+            file = find_config(path, what="base_config")
+        except ConfigNameError as err:
             raise ComparisonError(
                 f"base_config {path!r} does not exist; give the path of a training config "
-                "(the YAML you would pass to `video-eleatt fit --config`)"
-            )
+                f"(the YAML you would pass to `video-eleatt fit --config`) or a shipped "
+                f"config's name ({err})"
+            ) from err
         try:
             content = yaml.safe_load(file.read_text()) or {}
         except yaml.YAMLError as err:
@@ -204,13 +207,23 @@ def load_base_config(paths: Sequence[str]) -> dict[str, Any]:
     return merged
 
 
+def _base_config_file(item: str) -> Path | None:
+    """The file of a ``base_config`` entry (a path on disk, else a shipped config), or None."""
+    try:
+        return find_config(item)
+    except ConfigNameError:
+        return None
+
+
 def _load_section_files(content: dict[str, Any], directory: Path) -> dict[str, Any]:
     """Sections given as a file (``model: ../models/gru_1x512.yaml``) read in, as
-    jsonargparse does: relative to the including file's folder, else to the working folder."""
+    jsonargparse does: relative to the including file's folder, else to the working folder,
+    else the shipped config of that name (``video_eleatt.config_files``)."""
     resolved = dict(content)
     for key, value in content.items():
         if isinstance(value, str) and value.endswith((".yaml", ".yml")):
-            for candidate in (directory / value, Path(value)):
+            shipped = [find_config(value)] if len(match_shipped(value)) == 1 else []
+            for candidate in (directory / value, Path(value), *shipped):
                 if candidate.is_file():
                     section = yaml.safe_load(candidate.read_text()) or {}
                     if isinstance(section, dict):
@@ -819,6 +832,12 @@ def worker_main(argv: list[str]) -> int:
     """``python -m video_eleatt.compare.runner <worker_spec.json>``: one run in its own process."""
     spec = RunSpec(**json.loads(Path(argv[0]).read_text()))
     threads = os.environ.get("OMP_NUM_THREADS")
+    # the first line of the run's log.txt: which GPU this process was given
+    print(
+        f"compare worker: {_name(spec)}, CUDA_VISIBLE_DEVICES="
+        f"{os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}, {threads or 'default'} threads",
+        flush=True,
+    )
     if threads:
         import torch
 
@@ -859,8 +878,8 @@ def write_comparison_report(
     failures.update(failed or {})
     base_configs = {}
     for path in config.base_config:
-        file = Path(path)
-        base_configs[path] = file.read_text() if file.is_file() else "(file not found)"
+        file = _base_config_file(path)
+        base_configs[path] = file.read_text() if file is not None else "(file not found)"
     shared = {"trainer": config.trainer, "data": config.data}
     notes = []
     if any(shared.values()):

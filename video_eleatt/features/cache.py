@@ -7,7 +7,8 @@ Layout of a cache directory::
                                    class names, feature_dim
     <cache_dir>/manifest.jsonl     append-only, one JSON object per line, later lines win:
                                    {"rel_path", "label", "status": "ok"|"failed",
-                                    "num_steps", "feature_dim", "error"}
+                                    "num_steps", "feature_dim", "error"}; an "ok" row also
+                                   holds "sha256", the digest of its file's bytes
     <cache_dir>/manifest.rank{r}.jsonl   per-rank parts while a multi-process run is going;
                                    merged into manifest.jsonl when it ends
     <cache_dir>/features/<rel_path>.safetensors
@@ -40,6 +41,7 @@ import numpy as np
 import torch
 
 from video_eleatt import fileio
+from video_eleatt.config_files import ConfigNameError, find_config
 from video_eleatt.fileio import write_failure_reason
 from video_eleatt.video.decode import DECODE_VERSION
 
@@ -552,8 +554,15 @@ def write_entry(
         metadata["decode"] = json.dumps(decode, sort_keys=True)
     tensors = {"features": features, "frame_indices": frame_indices, "timestamps": timestamps}
     # streamed from the arrays: encoding to one bytes object held the features 3 more times
-    atomic_write_bytes(feature_path(cache_dir, rel_path), safetensors_parts(tensors, metadata))
+    parts = safetensors_parts(tensors, metadata)
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    atomic_write_bytes(feature_path(cache_dir, rel_path), parts)
     row = manifest_row(rel_path, label, "ok", features.shape[0], features.shape[1])
+    # what `verify` checks the file against: a flipped byte or a file changed after its row
+    # was written gives another digest
+    row["sha256"] = digest.hexdigest()
     if decode is not None:
         row.update(decode)
     _append(cache_dir, row, manifest)
@@ -725,11 +734,14 @@ class VerifyReport:
     Attributes:
         ok: relative paths whose entries are sound.
         failed: relative path -> extraction error recorded in the manifest.
-        problems: relative path -> what is wrong with an entry the manifest calls "ok".
+        problems: relative path -> what is wrong with an entry the manifest calls "ok"
+            (missing, unloadable, non-finite, or a row out of date: its step count or sha256
+            no longer describes the file).
         orphans: feature files that no "ok" row points at (e.g. left by a kill; harmless).
         temp_files: leftover temporary files from interrupted writes (harmless).
-        stale: why every entry may hold wrong frames (made before frame-exact decoding, see
-            :func:`decode_staleness`), or None.
+        stale: why every entry may hold wrong frames (the whole cache was made before
+            frame-exact decoding, see :func:`decode_staleness`), or None. Not about single
+            rows: a row out of date is listed in ``problems``.
     """
 
     ok: list[str]
@@ -740,8 +752,21 @@ class VerifyReport:
     stale: str | None = None
 
 
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def check_entry(cache_dir: str | Path, row: Mapping[str, Any], feature_dim: int) -> str | None:
-    """What is wrong with one "ok" entry, or None: file, loadability, shapes, finite values."""
+    """What is wrong with one "ok" entry, or None: file, loadability, shapes, finite values,
+    and whether the manifest row still describes the file (its step count and, for rows that
+    record one, the sha256 of the file's bytes). A row that no longer describes its file is
+    *out of date* (the file was changed or replaced after the row was written), which is not
+    the cache-wide staleness of :func:`decode_staleness`."""
     rel_path = row["rel_path"]
     path = feature_path(cache_dir, rel_path)
     if not path.exists():
@@ -756,7 +781,10 @@ def check_entry(cache_dir: str | Path, row: Mapping[str, Any], feature_dim: int)
         return "no 'features' tensor"
     expected = (row.get("num_steps"), feature_dim)
     if tuple(features.shape) != expected or row.get("feature_dim") != feature_dim:
-        return f"features shape {tuple(features.shape)}, manifest/config say {expected}"
+        return (
+            f"manifest row out of date: features shape {tuple(features.shape)} in {path}, "
+            f"manifest/config say {expected}"
+        )
     num_steps = features.shape[0]
     for name in ("frame_indices", "timestamps"):
         if name not in tensors or tuple(tensors[name].shape) != (num_steps,):
@@ -769,6 +797,15 @@ def check_entry(cache_dir: str | Path, row: Mapping[str, Any], feature_dim: int)
         return f"{bad} non-finite feature values (NaN or inf)"
     if metadata.get("rel_path") != rel_path:
         return f"file records rel_path {metadata.get('rel_path')!r}"
+    recorded = row.get("sha256")
+    if recorded is not None:
+        actual = file_sha256(path)
+        if actual != recorded:
+            return (
+                f"content differs from its manifest row: {path} has sha256 {actual[:16]}..., "
+                f"the row recorded {str(recorded)[:16]}... (a corrupted byte, or the file was "
+                "replaced after the row was written)"
+            )
     return None
 
 
@@ -776,7 +813,9 @@ def verify_cache(cache_dir: str | Path) -> VerifyReport:
     """Checks every manifest entry of a cache against its file.
 
     For each "ok" row: the file exists, loads, ``features`` is (num_steps, feature_dim),
-    the index and timestamp vectors are (num_steps,), all values are finite.
+    its bytes have the sha256 the row recorded (rows written before digests were recorded
+    are not checked for it), the index and timestamp vectors are (num_steps,), all values
+    are finite.
     """
     cache_dir = Path(cache_dir)
     config = read_config(cache_dir)
@@ -827,8 +866,14 @@ def open_features(path: str | Path, prefer_packed: bool = True) -> FeatureCache:
     2048
     """
     path = Path(path)
-    if path.is_file() and path.suffix in (".yaml", ".yml"):
+    if path.suffix in (".yaml", ".yml"):
         from video_eleatt.features.extract import resolve_cache_dir
+
+        try:
+            # configs/extract/<name>.yaml reads the shipped config outside a checkout
+            path = find_config(path, what="the extract config")
+        except ConfigNameError as err:
+            raise CacheError(str(err)) from err
 
         path = resolve_cache_dir(path, existing=True)
         if not path.exists():

@@ -292,7 +292,8 @@ def verify_main(argv: list[str]) -> int:
     parser = ArgumentParser(
         prog="video-eleatt verify",
         description="Check every entry of a feature cache against its manifest: file present, "
-        "loadable, shape (num_steps, feature_dim), finite values.",
+        "loadable, shape (num_steps, feature_dim), finite values, and the sha256 its manifest "
+        "row recorded (a flipped byte, or a file replaced after its row was written).",
     )
     parser.add_argument("cache", type=str, help="cache directory or extract config YAML")
     parser.add_argument(

@@ -37,6 +37,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from video_eleatt.config_files import ConfigNameError, resolve_config_args
 from video_eleatt.fileio import atomic_write_bytes, write_failure_reason
 from video_eleatt.training.callbacks import (
     EpochHistory,
@@ -436,6 +437,11 @@ def run_training(
     ...                        ckpt_path="best")  # doctest: +SKIP
     """
     args = build_args(verb, config, overrides, run_dir, ckpt_path)
+    try:
+        # Config names and shipped references (the comparison's base_config) become paths.
+        args = resolve_config_args(args)
+    except ConfigNameError as err:
+        raise TrainingError(str(err)) from err
     return _run_cli(args, exit_on_error=False).results
 
 

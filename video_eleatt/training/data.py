@@ -222,6 +222,16 @@ def collate_sequences(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def pin_memory_for(device: torch.device | None) -> bool:
+    """Whether a loader should put its batches in page-locked memory: only when they go to a
+    CUDA device (pinning makes the copy asynchronous; for CPU training it only costs time and
+    locked memory). Without a known device (a data module used outside a trainer): when CUDA
+    is available."""
+    if device is None:
+        return torch.cuda.is_available()
+    return device.type == "cuda"
+
+
 class EpochSampler(DistributedSampler):
     """A DistributedSampler (shuffled by seed + epoch) that yields ``(index, epoch)``.
 
@@ -555,10 +565,15 @@ class FeatureDataModule(pl.LightningDataModule):
             generator=torch.Generator().manual_seed(_run_seed()),
             num_workers=self.num_workers,
             collate_fn=collate_sequences,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=pin_memory_for(self._device()),
             persistent_workers=self.num_workers > 0,
             **kwargs,
         )
+
+    def _device(self) -> torch.device | None:
+        """The device the batches go to: the trainer's, None without a trainer."""
+        trainer = self.trainer
+        return trainer.strategy.root_device if trainer is not None else None
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.datasets["train"]
@@ -634,7 +649,8 @@ def cache_fingerprint(config: dict[str, Any]) -> str:
 def _open_cache(path: str) -> Any:
     from video_eleatt.features.cache import CacheError, open_features
 
-    if not os.path.exists(path):
+    # An extract config that is not on disk may be a shipped one (open_features finds it).
+    if not os.path.exists(path) and not path.endswith((".yaml", ".yml")):
         raise TrainingError(
             f"data.cache {path!r} does not exist; give a feature cache directory or the "
             "extract config that made it (run `video-eleatt extract --config <config>` first)"

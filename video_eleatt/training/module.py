@@ -195,9 +195,7 @@ class ActionClassifier(pl.LightningModule):
         # Restored here, after the sanity check, right before the first resumed epoch.
         state, self._pending_rng_state = self._pending_rng_state, None
         if state is not None:
-            torch.set_rng_state(state["torch"])
-            if "cuda" in state and self.device.type == "cuda":
-                torch.cuda.set_rng_state(state["cuda"], self.device)
+            restore_rng_state(state, self.device)
 
     def on_train_epoch_start(self) -> None:
         self.log("lr", self.learning_rate(), on_step=False, on_epoch=True, sync_dist=True)
@@ -314,9 +312,7 @@ class ActionClassifier(pl.LightningModule):
             record["plateau"] = self.plateau.state_dict()
         # The global generator drives dropout; with it a resumed run repeats the dropout masks
         # of an uninterrupted one (the data order and offsets have their own seeds).
-        record["rng"] = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            record["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
+        record["rng"] = capture_rng_state(self.device)
         checkpoint[CHECKPOINT_KEY] = record
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -335,6 +331,24 @@ class ActionClassifier(pl.LightningModule):
                 self.plateau.load_state_dict(plateau_state)
             else:
                 self._pending_plateau_state = plateau_state
+
+
+def capture_rng_state(device: torch.device) -> dict[str, Tensor]:
+    """The random state that drives dropout on ``device``: the CPU generator's (always) and,
+    on a CUDA device, that device's generator's (``"cuda"``), as uint8 tensors."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng_state(state: dict[str, Tensor], device: torch.device) -> None:
+    """Puts back a :func:`capture_rng_state` state. The CUDA part is restored only when
+    resuming on a CUDA device: a run checkpointed on a GPU resumes on a CPU with the CPU
+    generator restored and the GPU's state ignored."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def check_checkpoint_compatible(

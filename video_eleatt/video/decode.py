@@ -260,6 +260,8 @@ class VideoReader:
             if self._num_threads != 1:
                 stream.thread_type = "AUTO"
                 stream.thread_count = max(0, self._num_threads)
+            else:  # FFmpeg's default (0) starts a slice thread per core, idle on most files
+                stream.codec_context.thread_count = 1
             yield container, stream
         finally:
             container.close()

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import multiprocessing
 import os
 import queue
@@ -242,6 +243,11 @@ def _worker_main(
     kernel_parent_signal: bool,
 ) -> None:
     """Worker process: decode the videos the parent sends, one at a time, until None."""
+    # Objects this process inherited by forking are the parent's: an FFmpeg decoder context
+    # among them (one the parent has not garbage-collected yet) owns threads that do not
+    # exist here, and freeing it here waits for them forever or crashes. The collector leaves
+    # inherited objects alone from now on; this worker's own are collected as usual.
+    gc.freeze()
     _die_with_parent(kernel_parent_signal)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _one_malloc_arena()

@@ -48,7 +48,12 @@ import numpy as np
 from tqdm import tqdm
 
 from video_eleatt.fileio import atomic_write_bytes
-from video_eleatt.video.decode import TIMESTAMPS_DERIVED, VideoInfo
+from video_eleatt.video.decode import (
+    ABSURD_SPAN_FACTOR,
+    TIMESTAMPS_DERIVED,
+    VideoInfo,
+    short_indices,
+)
 from video_eleatt.video.pool import (
     DecodePool,
     DecodeTask,
@@ -70,9 +75,6 @@ REPORT_HEADER = "rel_path\tstatus\tdetail"
 # A frame interval this many times the median one is reported as a jump in the timestamps:
 # a pause in a variable-frame-rate video, or frames the encoder dropped.
 TIMESTAMP_JUMP_FACTOR = 4.0
-# decode.py's limit for plausible container times (a span beyond this many times
-# frames / rate is absurd and the times are derived instead), restated to explain a derivation.
-ABSURD_SPAN_FACTOR = 1000.0
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,7 @@ class VideoCheck:
         if self.info is None or self.frame_indices is None:
             return ""
         info = self.info
-        indices = _short(self.frame_indices)
+        indices = short_indices(self.frame_indices)
         text = (
             f"decoded {len(self.frame_indices)} of {info.num_frames} frames {indices} at "
             f"{info.fps:.3f} fps, {info.width}x{info.height}"
@@ -456,14 +458,6 @@ def _derived_why(info: VideoInfo, probe: ContainerProbe | str) -> str:
     if span is not None and rate and count > 1 and span > ABSURD_SPAN_FACTOR * count / rate:
         return f"the container's times span {span:.0f} s for {count} frames at {rate:.3f} fps"
     return "the decoder's frame times are missing or not increasing"
-
-
-def _short(indices: np.ndarray) -> str:
-    """Frame indices for a report line: all of up to 8, else the first 4 and the last 2."""
-    values = np.asarray(indices).tolist()
-    if len(values) <= 8:
-        return str(values)
-    return f"[{', '.join(map(str, values[:4]))}, ..., {', '.join(map(str, values[-2:]))}]"
 
 
 def format_report(result: CheckResult) -> str:

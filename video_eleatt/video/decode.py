@@ -560,7 +560,7 @@ class VideoReader:
     def _error_text(self, position: int, reason: str, wanted: np.ndarray | None = None) -> str:
         count = self._table.frames_in_file
         rate = self._rate if math.isfinite(self._rate) else float("nan")
-        asked = f"; frames asked for: {_short(wanted)}" if wanted is not None else ""
+        asked = f"; frames asked for: {short_indices(wanted)}" if wanted is not None else ""
         return (
             f"cannot decode {self.path} exactly ({count} frames at {rate:.3f} fps): frame "
             f"{position} (about {position / rate if rate > 0 else float('nan'):.2f} s) failed: "
@@ -723,7 +723,8 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0] if lines else text}"[:400]
 
 
-def _short(indices: np.ndarray | None) -> str:
+def short_indices(indices: np.ndarray | None) -> str:
+    """Frame indices for a message: all of up to 8, else the first 4 and the last 2."""
     values = [] if indices is None else np.asarray(indices).tolist()
     if len(values) <= 8:
         return str(values)

@@ -1,0 +1,1 @@
+"""Inference on raw videos: decode, backbone, recurrent classifier, and spatial overlays."""

@@ -19,8 +19,8 @@ from training_fixtures import make_separable_cache, make_tiny_cache, reevaluate,
 
 from video_eleatt import cli as dispatcher
 from video_eleatt.training.callbacks import HISTORY_COLUMNS, read_history
-from video_eleatt.training.cli import EleAttCLI, run_training
 from video_eleatt.training.errors import TrainingError
+from video_eleatt.training.run import EleAttCLI, run_training
 
 BASELINE = ["--model.num_eleatt_layers=0", "--model.num_plain_layers=1"]
 REPO = Path(__file__).resolve().parents[1]
@@ -361,10 +361,10 @@ def test_validation_subset_choice(tiny, capsys):
 
 
 def test_checkpoints_are_replaced_atomically(tiny, tmp_path, monkeypatch):
-    from video_eleatt.training.cli import AtomicCheckpointIO, _run_cli
+    from video_eleatt.training.run import AtomicCheckpointIO, run_cli
 
     run_dir = tmp_path / "run"
-    cli = _run_cli(
+    cli = run_cli(
         ["fit", "--config", str(tiny["config"]), "--trainer.max_epochs=1",
          f"--trainer.default_root_dir={run_dir}"],
         exit_on_error=False,
@@ -403,11 +403,11 @@ def test_input_standardisation_uses_the_training_features_and_travels_with_the_c
 ):
     import numpy as np
 
-    from video_eleatt.training.cli import _run_cli
+    from video_eleatt.training.run import run_cli
 
     run_dir = tmp_path / "standardised"
     argv = ["fit", "--config", str(tiny["config"]), "--model.input_norm=standardize"]
-    cli = _run_cli(
+    cli = run_cli(
         [*argv, "--trainer.max_epochs=1", f"--trainer.default_root_dir={run_dir}"],
         exit_on_error=False,
     )

@@ -10,7 +10,7 @@ import yaml
 from training_fixtures import make_tiny_cache, tiny_config
 
 from video_eleatt.training.callbacks import read_history
-from video_eleatt.training.cli import run_training
+from video_eleatt.training.run import run_training
 
 
 @pytest.mark.slow

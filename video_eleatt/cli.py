@@ -48,6 +48,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 TRAINING_VERBS = ("fit", "validate", "test", "predict")
+# ``predict --checkpoint <ckpt> <video> ...`` classifies raw videos; ``predict`` without
+# --checkpoint is Lightning's predict over a feature cache (the "predict" entry above).
+RAW_VIDEO_PREDICT = "video_eleatt.predict_video"
 # Commands whose backbone shares the CPU with decode worker processes. OpenMP threads that
 # spin-wait between layers take CPU time the decoders need; libgomp reads this setting when
 # torch is loaded, so it is set before the command's module is imported (a value the user
@@ -83,9 +86,16 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     target, _ = COMMANDS[name]
     module_name, function_name = target.split(":")
+    raw_videos = name == "predict" and _raw_video_form(argv[1:])
+    if raw_videos:
+        module_name, function_name = RAW_VIDEO_PREDICT, "main"
+    elif name == "predict" and any(arg in ("-h", "--help") for arg in argv[1:]):
+        # predict has two forms; Lightning's help only knows the feature-cache one
+        print(importlib.import_module(RAW_VIDEO_PREDICT).build_parser().format_help())
+        print("video-eleatt predict without --checkpoint: Lightning's predict over a cache\n")
     module = importlib.import_module(module_name)
     function = getattr(module, function_name)
-    args = argv if name in TRAINING_VERBS else argv[1:]
+    args = argv if name in TRAINING_VERBS and not raw_videos else argv[1:]
     flags = ("--config", "-c") if name in TRAINING_VERBS else ("--config",)
     try:
         args = resolve_config_args(args, flags)
@@ -94,3 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = function(args)
     return int(result or 0)
+
+
+def _raw_video_form(args: list[str]) -> bool:
+    return any(arg == "--checkpoint" or arg.startswith("--checkpoint=") for arg in args)

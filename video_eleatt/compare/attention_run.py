@@ -136,7 +136,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
         return path
     if path.is_dir():
         from video_eleatt.compare.results import read_result
-        from video_eleatt.training.cli import find_best_checkpoint
+        from video_eleatt.training.run import find_best_checkpoint
 
         result = read_result(path)  # a comparison run: the checkpoint its report tested
         tested = (result.extra.get("tested_checkpoint") if result else None) or ""

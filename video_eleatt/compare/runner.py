@@ -1,6 +1,6 @@
 """The comparison runner: variants x splits x seeds through the same training code as ``fit``.
 
-Every run is ``video_eleatt.training.cli.run_training`` (the code path of ``video-eleatt fit``
+Every run is ``video_eleatt.training.run.run_training`` (the code path of ``video-eleatt fit``
 and ``test``) with the base training config(s), the variant's model options, the split and the
 seed. Every variant uses the same data options, hence the same feature cache and, per seed, the
 same data order (the data module derives its randomness from the seed alone).
@@ -448,7 +448,7 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] | None = None) -> RunR
         ComparisonError: the run directory belongs to another configuration.
         Exception: whatever training raised (the caller records it).
     """
-    from video_eleatt.training.cli import read_summary
+    from video_eleatt.training.run import read_summary
 
     log = log or _say
     run_dir = Path(spec.run_dir)
@@ -493,7 +493,7 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] | None = None) -> RunR
 def _train(*args: Any) -> dict[str, Any]:
     """``run_training`` with this process's own command line hidden from LightningCLI (it
     warns when ``sys.argv`` holds arguments besides the ones it is given)."""
-    from video_eleatt.training.cli import run_training
+    from video_eleatt.training.run import run_training
 
     saved = sys.argv
     sys.argv = saved[:1]

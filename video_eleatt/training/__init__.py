@@ -4,7 +4,8 @@
 - ``data.FeatureDataModule``: feature cache + dataset index -> batches of sequences.
 - ``metrics``: top-1 (micro), top-5, mean class accuracy (macro recall), confusion matrix.
 - ``callbacks``: the files of a run directory (config, history, metrics, predictions).
-- ``cli``: ``video-eleatt fit|validate|test|predict`` and ``run_training`` for programs.
+- ``run``: ``run_training`` for programs (the Lightning CLI in-process, run directory layout).
+- ``cli``: ``video-eleatt fit|validate|test|predict`` over ``run``.
 
-Nothing is imported here: ``from video_eleatt.training.cli import run_training``.
+Nothing is imported here: ``from video_eleatt.training.run import run_training``.
 """

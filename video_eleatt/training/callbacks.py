@@ -1,6 +1,6 @@
 """Callbacks that write a run's files: config, per-epoch history, evaluation and predictions.
 
-See ``video_eleatt.training.cli`` for the run-directory layout they fill.
+See ``video_eleatt.training.run`` for the run-directory layout they fill.
 """
 
 from __future__ import annotations

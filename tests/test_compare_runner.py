@@ -14,14 +14,8 @@ import yaml
 from training_fixtures import reevaluate, tiny_config
 
 from video_eleatt.compare.cli import attention_main, main
-from video_eleatt.compare.runner import (
-    CompareConfig,
-    ComparisonError,
-    VariantSpec,
-    choose_test_checkpoint,
-    plan_runs,
-    run_comparison,
-)
+from video_eleatt.compare.plan import CompareConfig, ComparisonError, VariantSpec, plan_runs
+from video_eleatt.compare.runner import choose_test_checkpoint, run_comparison
 from video_eleatt.features.cache import create_cache, write_entry
 
 CLASSES = ["rise", "fall", "flat"]

@@ -7,6 +7,7 @@ Every test that looks for configs "outside a checkout" runs in an empty working 
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from video_eleatt.cli import main as cli_main
-from video_eleatt.compare.runner import ComparisonError, load_base_config
+from video_eleatt.compare.plan import ComparisonError, compose_base_config
 from video_eleatt.config_files import (
     ConfigNameError,
     config_name,
@@ -24,6 +25,7 @@ from video_eleatt.config_files import (
     shipped_root,
 )
 from video_eleatt.features.cache import CacheError, open_features
+from video_eleatt.training.module import ActionClassifier
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -191,17 +193,26 @@ def test_data_cache_names_the_shipped_extract_config_outside_a_checkout(elsewher
 
 
 def test_compare_base_config_by_path_name_or_shipped_reference(elsewhere):
-    by_path = load_base_config(["configs/demo/train.yaml"])
+    by_path = compose_base_config(["configs/demo/train.yaml"])
     assert by_path["model"]["hidden_size"] == 128
-    assert load_base_config(["demo/train"]) == by_path
+    assert compose_base_config(["demo/train"]) == by_path
     # a base config whose model section file is only in the package
     copy = elsewhere / "mine" / "jhmdb" / "gru_split1.yaml"
     copy.parent.mkdir(parents=True)
     copy.write_text(shipped("jhmdb/gru_split1").read_text())
-    merged = load_base_config([str(copy)])
-    assert merged["model"] == yaml.safe_load(shipped("models/gru_1x512").read_text())
+    merged = compose_base_config([str(copy)])
+    # composed as `fit` composes it: the model's defaults, then the shipped model file
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(ActionClassifier).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+    assert merged["model"] == {
+        **defaults,
+        **yaml.safe_load(shipped("models/gru_1x512").read_text()),
+    }
     with pytest.raises(ComparisonError, match=r"'demo/trian' does not exist.*demo/train"):
-        load_base_config(["demo/trian"])
+        compose_base_config(["demo/trian"])
 
 
 # ----------------------------------------------------------------------------- list and copy

@@ -1,4 +1,5 @@
-"""The comparison runner: variants x splits x seeds through the same training code as ``fit``.
+"""The comparison runner: executes the planned runs (:mod:`~video_eleatt.compare.plan`) through
+the same training code as ``fit``, then writes the report.
 
 Every run is ``video_eleatt.training.run.run_training`` (the code path of ``video-eleatt fit``
 and ``test``) with the base training config(s), the variant's model options, the split and the
@@ -22,10 +23,8 @@ an interrupted one continues from ``checkpoints/last.ckpt``.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -33,410 +32,37 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from queue import Queue
-from typing import Any, Literal
+from typing import Any
 
+import torch
 import yaml
+from jsonargparse import ArgumentError
 
+from video_eleatt.compare.plan import (
+    CompareConfig,
+    ComparisonError,
+    RunSpec,
+    VariantSpec,
+    base_config_file,
+    check_run_spec,
+    plan_runs,
+    split_labels,
+)
 from video_eleatt.compare.report import ReportOutcome, ReportPlan, write_report
 from video_eleatt.compare.results import RESULT_FILE, RunResult, read_result, write_result
 from video_eleatt.compare.stats import Summary
-from video_eleatt.config_files import ConfigNameError, find_config, match_shipped
+from video_eleatt.datasets import DatasetSpec
+from video_eleatt.training.data import FeatureDataModule
+from video_eleatt.training.errors import TrainingError
+from video_eleatt.training.module import ActionClassifier
+from video_eleatt.training.run import read_summary, run_training
 
-RUNS_DIR = "runs"
-SPEC_FILE = "run_spec.json"
 FAILURE_FILE = "failure.json"
 LOG_FILE = "log.txt"
 CONFIG_DUMP = "compare_config.yaml"
-DEFAULT_SPLIT = "default"  # split label when the base config's own split is used
-# Options a variant may not change: they decide the features and the data order.
-SHARED_SECTIONS = ("data", "seed_everything", "trainer", "checkpoint", "ckpt_path")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-
-
-class ComparisonError(ValueError):
-    """The comparison cannot run as configured (the message names the problem and the fix)."""
-
-
-@dataclass
-class VariantSpec:
-    """One arm of the comparison.
-
-    Attributes:
-        model: Options of the training config's ``model`` section (``cell``,
-            ``num_eleatt_layers``, ``num_plain_layers``, ``hidden_size``, ``gate_activation``,
-            ``lr``, ...), applied over the base config.
-        label: Name in the report (default: the variant's key).
-        baseline: The variant this one is compared with, when not the comparison's baseline
-            (e.g. an EleAtt-LSTM against an LSTM baseline in the same comparison).
-    """
-
-    model: dict[str, Any] = field(default_factory=dict)
-    label: str | None = None
-    baseline: str | None = None
-
-
-@dataclass
-class CompareConfig:
-    """A comparison: which variants, on which splits and seeds, trained how.
-
-    Attributes:
-        base_config: Training config file(s) (``video-eleatt fit --config`` format); later files
-            override earlier ones. They set data (cache, dataset), trainer and model defaults.
-        name: Title of the report.
-        baseline: The variant every other variant is compared with.
-        variants: Variant key -> options. Default: the base config's stack with m = 0
-            (``baseline_gru``) and with every layer gated (``eleatt_gru``).
-        seeds: Seeds; each run of a variant is paired with the baseline run of the same seed.
-        splits: Dataset splits (e.g. ``["1", "2", "3"]``); default: the base config's split.
-        output_dir: Where runs and the report go.
-        trainer: Trainer options for every run (e.g. ``{max_epochs: 30}``), over the base.
-            Every run trains on one device (``devices: 1``); see ``devices`` for several GPUs.
-        data: Data options for every run (e.g. ``{cache: features/x, num_workers: 4}``).
-        test_checkpoint: Checkpoint tested: ``best`` (best val top-1), ``last``, or ``auto``:
-            best when the validation videos are not the test videos, else last (choosing the
-            epoch on the test videos would inflate the result).
-        parallel: Runs at once (1: one after another in this process; N > 1: N worker
-            processes).
-        devices: GPU indices for one process per device (sets ``parallel`` to their number;
-            each run sees only its device via ``CUDA_VISIBLE_DEVICES``).
-        measure_inference: Time the trained model on the test set (sequences/s).
-        alpha: Significance level of the paired tests.
-        confidence: Coverage of the bootstrap confidence intervals.
-        num_resamples: Bootstrap resamples.
-        report_only: Do not train; rebuild the report from the finished runs.
-    """
-
-    base_config: list[str] = field(default_factory=list)
-    name: str = "baseline vs EleAtt"
-    baseline: str = "baseline_gru"
-    variants: dict[str, VariantSpec] | None = None
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    splits: list[str | int] | None = None
-    output_dir: str = "runs/compare"
-    trainer: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
-    test_checkpoint: Literal["auto", "best", "last"] = "auto"
-    parallel: int = 1
-    devices: list[int] | None = None
-    measure_inference: bool = True
-    alpha: float = 0.05
-    confidence: float = 0.95
-    num_resamples: int = 10_000
-    report_only: bool = False
-
-
-@dataclass
-class RunSpec:
-    """Everything one run needs (JSON-serialisable: it is handed to worker processes).
-
-    Attributes:
-        variant: Variant key.
-        split: Split label (``"default"``: the base config's own split).
-        seed: Seed.
-        run_dir: Run directory.
-        configs: Training config files, then the variant's options as a dict.
-        overrides: Dotted keys applied last (seed, split, shared trainer/data options).
-        test_checkpoint: "auto", "best" or "last".
-        measure_inference: Whether to time inference.
-    """
-
-    variant: str
-    split: str
-    seed: int
-    run_dir: str
-    configs: list[Any]
-    overrides: dict[str, Any]
-    test_checkpoint: str = "auto"
-    measure_inference: bool = True
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.variant, self.split, self.seed)
-
-    def identity(self) -> dict[str, Any]:
-        """What must not change when a run is resumed."""
-        return {
-            "variant": self.variant,
-            "split": self.split,
-            "seed": self.seed,
-            "configs": [_config_identity(item) for item in self.configs],
-            "overrides": self.overrides,
-            "test_checkpoint": self.test_checkpoint,
-        }
-
-
-def _config_identity(item: Any) -> Any:
-    if isinstance(item, dict):
-        return item
-    path = _base_config_file(item) or Path(item)
-    # Parsed, so that editing comments does not invalidate finished runs.
-    content = yaml.safe_load(path.read_text()) if path.is_file() else None
-    return {"file": str(item), "content": content}
-
-
-# ----------------------------------------------------------------------------- the plan
-
-
-def load_base_config(paths: Sequence[str]) -> dict[str, Any]:
-    """The base training configs merged (later files win, nested sections merged)."""
-    if not paths:
-        raise ComparisonError(
-            "base_config is empty: give the training config(s) every run starts from, e.g. "
-            "base_config: [configs/jhmdb/eleatt_gru.yaml]"
-        )
-    merged: dict[str, Any] = {}
-    for path in paths:
-        try:
-            file = find_config(path, what="base_config")
-        except ConfigNameError as err:
-            raise ComparisonError(
-                f"base_config {path!r} does not exist; give the path of a training config "
-                f"(the YAML you would pass to `video-eleatt fit --config`) or a shipped "
-                f"config's name ({err})"
-            ) from err
-        try:
-            content = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ComparisonError(f"base_config {path!r} is not valid YAML: {err}") from err
-        if not isinstance(content, dict):
-            raise ComparisonError(f"base_config {path!r} must hold a mapping, got {content!r}")
-        merged = _merge(merged, _load_section_files(content, file.parent))
-    return merged
-
-
-def _base_config_file(item: str) -> Path | None:
-    """The file of a ``base_config`` entry (a path on disk, else a shipped config), or None."""
-    try:
-        return find_config(item)
-    except ConfigNameError:
-        return None
-
-
-def _load_section_files(content: dict[str, Any], directory: Path) -> dict[str, Any]:
-    """Sections given as a file (``model: ../models/gru_1x512.yaml``) read in, as
-    jsonargparse does: relative to the including file's folder, else to the working folder,
-    else the shipped config of that name (``video_eleatt.config_files``)."""
-    resolved = dict(content)
-    for key, value in content.items():
-        if isinstance(value, str) and value.endswith((".yaml", ".yml")):
-            shipped = [find_config(value)] if len(match_shipped(value)) == 1 else []
-            for candidate in (directory / value, Path(value), *shipped):
-                if candidate.is_file():
-                    section = yaml.safe_load(candidate.read_text()) or {}
-                    if isinstance(section, dict):
-                        resolved[key] = section
-                    break
-    return resolved
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def default_variants(base: dict[str, Any]) -> dict[str, VariantSpec]:
-    """Baseline (m = 0, n = k) and EleAtt (m = k, n = 0) for the base config's k layers.
-
-    The cell type comes from the base config (GRU by default); keys are
-    ``baseline_<cell>`` and ``eleatt_<cell>``.
-    """
-    model = base.get("model") or {}
-    cell = str(model.get("cell", "gru"))
-    layers = int(model.get("num_eleatt_layers", 1)) + int(model.get("num_plain_layers", 0))
-    name = {"gru": "GRU", "lstm": "LSTM", "rnn": "sRNN"}.get(cell, cell)
-    return {
-        f"baseline_{cell}": VariantSpec(
-            model={"num_eleatt_layers": 0, "num_plain_layers": layers},
-            label=f"Baseline {name} ({layers} layer{'s' if layers > 1 else ''})",
-        ),
-        f"eleatt_{cell}": VariantSpec(
-            model={"num_eleatt_layers": layers, "num_plain_layers": 0},
-            label=f"EleAtt-{name} ({layers} layer{'s' if layers > 1 else ''})",
-        ),
-    }
-
-
-def resolve_variants(config: CompareConfig, base: dict[str, Any]) -> dict[str, VariantSpec]:
-    """The variants of ``config`` (or the defaults), checked.
-
-    Raises:
-        ComparisonError: no baseline among them, a bad name, a variant that changes the data.
-    """
-    variants = dict(config.variants) if config.variants else default_variants(base)
-    variants = {
-        key: value if isinstance(value, VariantSpec) else VariantSpec(**dict(value))
-        for key, value in variants.items()
-    }
-    if config.variants is None and config.baseline not in variants:
-        cell = str((base.get("model") or {}).get("cell", "gru"))
-        config.baseline = f"baseline_{cell}"
-    for key, variant in variants.items():
-        if not NAME_PATTERN.match(key):
-            raise ComparisonError(
-                f"variant name {key!r} is not usable as a folder name; use letters, digits and "
-                "_ . + - (e.g. eleatt_gru_2layers)"
-            )
-        shared = [name for name in variant.model if name in SHARED_SECTIONS or "." in name]
-        if shared:
-            raise ComparisonError(
-                f"variant {key!r} sets {shared} under `model`; a variant only sets model options "
-                "(cell, num_eleatt_layers, num_plain_layers, hidden_size, gate_activation, lr, "
-                "...). Data, trainer and seed are shared by every variant: set them in the "
-                "comparison's `data` / `trainer` so all variants see the same features and data "
-                "order"
-            )
-    if config.baseline not in variants:
-        raise ComparisonError(
-            f"baseline {config.baseline!r} is not one of the variants {sorted(variants)}; every "
-            "variant is compared with the baseline: add it to `variants` or set `baseline` to "
-            "one of them"
-        )
-    for key, variant in variants.items():
-        if variant.baseline is not None and (
-            variant.baseline not in variants or variant.baseline == key
-        ):
-            raise ComparisonError(
-                f"variant {key!r} is compared with {variant.baseline!r}, which is "
-                f"{'itself' if variant.baseline == key else 'not one of the variants'}; name "
-                f"another variant of {sorted(variants)} (or drop `baseline` to use "
-                f"{config.baseline!r})"
-            )
-    if len(variants) < 2:
-        raise ComparisonError(
-            f"only one variant ({config.baseline!r}): nothing to compare; add at least one "
-            "variant besides the baseline"
-        )
-    return variants
-
-
-def split_labels(config: CompareConfig) -> list[str]:
-    """The splits as strings (``["default"]`` when the base config's split is used)."""
-    if not config.splits:
-        return [DEFAULT_SPLIT]
-    labels = [str(split) for split in config.splits]
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
-    if duplicates:
-        raise ComparisonError(f"splits {duplicates} are listed twice in {labels}")
-    return labels
-
-
-def plan_runs(config: CompareConfig) -> tuple[list[RunSpec], dict[str, VariantSpec]]:
-    """All runs of the comparison, seed-major (so an interrupted comparison has paired runs).
-
-    Raises:
-        ComparisonError: for an unusable config (the message says what to change).
-    """
-    base = load_base_config(config.base_config)
-    variants = resolve_variants(config, base)
-    if not config.seeds:
-        raise ComparisonError("seeds is empty; give at least one seed (5 are recommended)")
-    if len(set(config.seeds)) != len(config.seeds):
-        raise ComparisonError(f"seeds {config.seeds} hold duplicates")
-    splits = split_labels(config)
-    output_dir = Path(config.output_dir)
-    devices = config.trainer.get("devices", 1)
-    if devices not in (1, "1") and not (isinstance(devices, list) and len(devices) == 1):
-        raise ComparisonError(
-            f"trainer.devices {devices!r}: each comparison run trains on one device (a "
-            "multi-process run would relaunch the whole comparison in every process); to use "
-            "several GPUs, run one run per GPU with `devices: [0, 1, ...]`"
-        )
-    # One device per run, whatever the base config says ("auto" would start DDP on every GPU).
-    shared = _flatten({"trainer": {"devices": 1, "num_nodes": 1, **config.trainer}})
-    shared.update(_flatten({"data": config.data}))
-    runs = []
-    for seed in config.seeds:
-        for split in splits:
-            for key, variant in variants.items():
-                overrides = dict(shared)
-                overrides["seed_everything"] = int(seed)
-                if split != DEFAULT_SPLIT:
-                    overrides["data.split"] = split
-                runs.append(
-                    RunSpec(
-                        variant=key,
-                        split=split,
-                        seed=int(seed),
-                        run_dir=str(run_directory(output_dir, key, split, seed)),
-                        configs=[*config.base_config, {"model": dict(variant.model)}],
-                        overrides=overrides,
-                        test_checkpoint=config.test_checkpoint,
-                        measure_inference=config.measure_inference,
-                    )
-                )
-    return runs, variants
-
-
-def run_directory(output_dir: Path, variant: str, split: str, seed: int) -> Path:
-    """``<output_dir>/runs/<variant>/split-<split>/seed-<seed>``."""
-    return Path(output_dir) / RUNS_DIR / variant / f"split-{split}" / f"seed-{seed}"
-
-
-def _flatten_all(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Every leaf of nested dicts and lists, keyed by its dotted path (for messages)."""
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = ((str(i), item) for i, item in enumerate(value))
-    else:
-        return {prefix: value}
-    flat: dict[str, Any] = {}
-    for key, item in items:
-        flat.update(_flatten_all(item, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and "class_path" not in value:
-            flat.update(_flatten(value, name + "."))  # an empty section adds nothing
-        else:
-            flat[name] = value
-    return flat
-
-
-# ----------------------------------------------------------------------------- one run
-
-
-def check_run_spec(spec: RunSpec) -> None:
-    """Write ``run_spec.json`` on first use; refuse to resume a run made with other options.
-
-    Raises:
-        ComparisonError: naming what changed and the fix.
-    """
-    run_dir = Path(spec.run_dir)
-    path = run_dir / SPEC_FILE
-    identity = json.loads(json.dumps(spec.identity()))
-    if path.is_file():
-        recorded = json.loads(path.read_text())
-        if recorded != identity:
-            old, new = _flatten_all(recorded), _flatten_all(identity)
-            changed = [
-                f"{key}: {old.get(key, '(unset)')!r} -> {new.get(key, '(unset)')!r}"
-                for key in sorted(set(old) | set(new))
-                if old.get(key) != new.get(key)
-            ]
-            shown = "; ".join(changed[:5]) + (
-                f"; ... ({len(changed)} in all)" if changed[5:] else ""
-            )
-            raise ComparisonError(
-                f"{run_dir} was made with other options ({shown}); "
-                "its results would not match this config. Delete that folder to rerun it, or "
-                "use another output_dir for the new comparison"
-            )
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(identity, indent=1) + "\n")
 
 
 def execute_run(spec: RunSpec, log: Callable[[str], None] | None = None) -> RunResult:
@@ -448,8 +74,6 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] | None = None) -> RunR
         ComparisonError: the run directory belongs to another configuration.
         Exception: whatever training raised (the caller records it).
     """
-    from video_eleatt.training.run import read_summary
-
     log = log or _say
     run_dir = Path(spec.run_dir)
     finished = read_result(run_dir)
@@ -460,7 +84,7 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] | None = None) -> RunR
     summary = read_summary(run_dir)
     if summary is None:
         resuming = (run_dir / "checkpoints" / "last.ckpt").is_file()
-        log(f"{_name(spec)}: {'resuming from last.ckpt' if resuming else 'training'}")
+        log(f"{spec.name}: {'resuming from last.ckpt' if resuming else 'training'}")
         started = time.perf_counter()
         summary = _train(spec.configs, spec.overrides, run_dir, "fit", "last")
         if summary.get("status") != "finished":
@@ -468,7 +92,7 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] | None = None) -> RunR
                 f"fit did not finish (status {summary.get('status')!r}); rerun the comparison "
                 "to resume it from its last checkpoint"
             )
-        log(f"{_name(spec)}: trained in {time.perf_counter() - started:.1f} s")
+        log(f"{spec.name}: trained in {time.perf_counter() - started:.1f} s")
     tag = choose_test_checkpoint(spec.test_checkpoint, summary)
     metrics = _train(
         run_dir / "config.yaml",
@@ -484,7 +108,7 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] | None = None) -> RunR
     write_result(run_dir, result)
     top5 = "n/a" if result.test_top5 is None else f"{result.test_top5:.4f}"
     log(
-        f"{_name(spec)}: test top-1 {result.test_top1:.4f}, top-5 {top5}, mean class accuracy "
+        f"{spec.name}: test top-1 {result.test_top1:.4f}, top-5 {top5}, mean class accuracy "
         f"{result.test_mean_class_accuracy:.4f} ({tag} checkpoint)"
     )
     return result
@@ -493,18 +117,12 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] | None = None) -> RunR
 def _train(*args: Any) -> dict[str, Any]:
     """``run_training`` with this process's own command line hidden from LightningCLI (it
     warns when ``sys.argv`` holds arguments besides the ones it is given)."""
-    from video_eleatt.training.run import run_training
-
     saved = sys.argv
     sys.argv = saved[:1]
     try:
         return run_training(*args)
     finally:
         sys.argv = saved
-
-
-def _name(spec: RunSpec) -> str:
-    return f"{spec.variant} split {spec.split} seed {spec.seed}"
 
 
 def _say(message: str) -> None:
@@ -594,10 +212,6 @@ def measure_inference_speed(
         ``{"sequences_per_s", "num_videos", "passes", "seconds", "batch_size", "device"}``, or
         None (with a message) when the run's data or checkpoint cannot be loaded here.
     """
-    import torch
-
-    from video_eleatt.training.module import ActionClassifier
-
     if not checkpoint:
         return None
     try:
@@ -651,9 +265,6 @@ def measure_inference_speed(
 
 
 def _test_datamodule(config_path: Path) -> Any:
-    from video_eleatt.datasets import DatasetSpec
-    from video_eleatt.training.data import FeatureDataModule
-
     config = yaml.safe_load(config_path.read_text())
     data = dict(config.get("data") or {})
     if isinstance(data.get("dataset"), dict):
@@ -687,10 +298,6 @@ class ComparisonOutcome:
 
 # Errors that would repeat identically for every run: stop instead of failing N times.
 def _is_config_error(err: BaseException) -> bool:
-    from jsonargparse import ArgumentError
-
-    from video_eleatt.training.errors import TrainingError
-
     return isinstance(err, (ComparisonError, TrainingError, ArgumentError))
 
 
@@ -740,13 +347,13 @@ def run_comparison(
     if not config.report_only and todo:
         if config.parallel == 1:
             for number, spec in enumerate(todo, 1):
-                log(f"[{number}/{len(todo)}] {_name(spec)}")
+                log(f"[{number}/{len(todo)}] {spec.name}")
                 try:
                     execute_run(spec, log)
                     trained.append(spec.key)
                 except Exception as err:
                     failed[spec.key] = _record_failure(spec, err)
-                    log(f"{_name(spec)} FAILED: {failed[spec.key]}")
+                    log(f"{spec.name} FAILED: {failed[spec.key]}")
                     if _is_config_error(err):
                         fatal = err
                         break
@@ -755,7 +362,7 @@ def run_comparison(
     report = write_comparison_report(config, runs, variants, failed)
     if fatal is not None:
         raise ComparisonError(
-            f"{_name(next(s for s in todo if s.key in failed))} failed because of its "
+            f"{next(s for s in todo if s.key in failed).name} failed because of its "
             f"configuration, so the others would too; fix it and rerun (finished runs are "
             f"kept): {fatal}"
         ) from fatal
@@ -791,7 +398,7 @@ def _run_parallel(
             with lock:
                 number = next(counter)
             where = f" on cuda:{device}" if device is not None else ""
-            log(f"[{number}/{len(todo)}] {_name(spec)}{where} (log: {spec.run_dir}/{LOG_FILE})")
+            log(f"[{number}/{len(todo)}] {spec.name}{where} (log: {spec.run_dir}/{LOG_FILE})")
             environment = dict(os.environ)
             environment["OMP_NUM_THREADS"] = str(threads_per_run)
             if device is not None:
@@ -810,7 +417,7 @@ def _run_parallel(
             with lock:
                 if (run_dir / RESULT_FILE).is_file():
                     trained.append(spec.key)
-                    log(f"{_name(spec)}: finished")
+                    log(f"{spec.name}: finished")
                 else:
                     failure = run_dir / FAILURE_FILE
                     message = (
@@ -819,7 +426,7 @@ def _run_parallel(
                         else f"worker exited with code {code} (see {run_dir / LOG_FILE})"
                     )
                     failed[spec.key] = message
-                    log(f"{_name(spec)} FAILED: {message}")
+                    log(f"{spec.name} FAILED: {message}")
         finally:
             slots.put(device)
 
@@ -834,13 +441,11 @@ def worker_main(argv: list[str]) -> int:
     threads = os.environ.get("OMP_NUM_THREADS")
     # the first line of the run's log.txt: which GPU this process was given
     print(
-        f"compare worker: {_name(spec)}, CUDA_VISIBLE_DEVICES="
+        f"compare worker: {spec.name}, CUDA_VISIBLE_DEVICES="
         f"{os.environ.get('CUDA_VISIBLE_DEVICES', '(unset)')}, {threads or 'default'} threads",
         flush=True,
     )
     if threads:
-        import torch
-
         torch.set_num_threads(int(threads))
     try:
         execute_run(spec)
@@ -878,7 +483,7 @@ def write_comparison_report(
     failures.update(failed or {})
     base_configs = {}
     for path in config.base_config:
-        file = _base_config_file(path)
+        file = base_config_file(path)
         base_configs[path] = file.read_text() if file is not None else "(file not found)"
     shared = {"trainer": config.trainer, "data": config.data}
     notes = []

@@ -406,8 +406,8 @@ def compare_stage(plan: DemoPlan, cache_dir: Path) -> Any:
     Raises:
         DemoError: the comparison's configuration is unusable (with the reason).
     """
-    from video_eleatt.compare.cli import build_compare_parser
-    from video_eleatt.compare.runner import CompareConfig, ComparisonError, run_comparison
+    from video_eleatt.compare.plan import CompareConfig, ComparisonError, build_compare_parser
+    from video_eleatt.compare.runner import run_comparison
 
     parser = build_compare_parser()
     args = [*plan.compare_args, f"--data={json.dumps({'cache': str(cache_dir)})}"]

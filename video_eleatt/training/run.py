@@ -450,6 +450,70 @@ def run_cli(args: list[str], exit_on_error: bool) -> EleAttCLI:
         return EleAttCLI(args, exit_on_error=exit_on_error)
 
 
+class _ParseOnlyCLI(EleAttCLI):
+    """:class:`EleAttCLI` that stops once its arguments are parsed: no seed is set, nothing is
+    instantiated, nothing runs."""
+
+    def _set_seed(self) -> None:  # LightningCLI would seed this process's generators
+        return
+
+    def before_instantiate_classes(self) -> None:
+        return
+
+    def instantiate_classes(self) -> None:
+        return
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        return
+
+
+def compose_fit_config(
+    config: str | Path | Mapping[str, Any] | Sequence[str | Path | Mapping[str, Any]] | None,
+    overrides: Mapping[str, Any] | Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """The fit config that ``config`` and ``overrides`` compose to, as plain data.
+
+    Composed by the parser ``fit`` uses, so exactly as ``run_training(config, overrides)``
+    would see it: several config files (later ones win), sub-config files
+    (``model: ../models/gru_1x512.yaml``), shipped config names, and every default filled in.
+    Nothing is built: no model, data module or trainer (a ``data.cache`` that names an
+    extract config stays that path).
+
+    Returns:
+        ``{"model": {...}, "data": {...}, "trainer": {...}, "checkpoint": {...},
+        "seed_everything": ..., ...}`` without jsonargparse's bookkeeping keys (``config``,
+        ``__path__``).
+
+    Raises:
+        TrainingError: a config name that is no file and no shipped config.
+        jsonargparse.ArgumentError: unknown or mistyped options, unreadable YAML.
+
+    >>> compose_fit_config("jhmdb/gru_split1")["model"]["hidden_size"]  # doctest: +SKIP
+    512
+    """
+    args = build_args("fit", config, overrides)
+    try:
+        args = resolve_config_args(args)
+    except ConfigNameError as err:
+        raise TrainingError(str(err)) from err
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        cli = _ParseOnlyCLI(args, exit_on_error=False)
+    return _plain_config(cli.config["fit"].as_dict())
+
+
+def _plain_config(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: _plain_config(item)
+            for key, item in value.items()
+            if key not in ("config", "__path__")
+        }
+    if isinstance(value, list):
+        return [_plain_config(item) for item in value]
+    return value
+
+
 def read_summary(run_dir: str | Path) -> dict[str, Any] | None:
     """``train_summary.json`` of a run, or None when its fit has not finished."""
     path = Path(run_dir) / SUMMARY_NAME

@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from video_eleatt.compare.report import ReportPlan, aggregate_curve, compare_variants, write_report
+from video_eleatt.compare.report import aggregate_curve, write_report
 from video_eleatt.compare.results import RunResult, read_result, write_result
+from video_eleatt.compare.rows import ReportPlan, compare_variants
 
 CLASS_NAMES = ["approach", "recede", "spin_left", "spin_right"]
 
@@ -246,14 +247,14 @@ def test_variants_compared_with_their_own_reference():
         labels={"baseline_gru": "GRU", "lstm": "LSTM", "eleatt_lstm": "EleAtt-LSTM"},
     )
     rows, _ = compare_variants(results, report_plan)
-    top1 = {r["variant"]: r for r in rows if r["metric"] == "top1"}
-    assert top1["lstm"]["baseline"] == "baseline_gru"
-    assert top1["lstm"]["mean_difference_pts"] == pytest.approx(2.0)
+    top1 = {r.variant: r for r in rows if r.metric == "top1"}
+    assert top1["lstm"].baseline == "baseline_gru"
+    assert top1["lstm"].mean_difference_pts == pytest.approx(2.0)
     # EleAtt-LSTM - LSTM: 4, 5, 6 points
-    assert top1["eleatt_lstm"]["baseline"] == "lstm"
-    assert top1["eleatt_lstm"]["mean_difference_pts"] == pytest.approx(5.0)
-    assert top1["eleatt_lstm"]["verdict"].startswith("EleAtt-LSTM is better than LSTM")
+    assert top1["eleatt_lstm"].baseline == "lstm"
+    assert top1["eleatt_lstm"].mean_difference_pts == pytest.approx(5.0)
+    assert top1["eleatt_lstm"].verdict.startswith("EleAtt-LSTM is better than LSTM")
     # Holm over the two pooled top-1 tests: the larger raw p is kept, the smaller doubled
-    raw = sorted([top1["lstm"]["t_pvalue"], top1["eleatt_lstm"]["t_pvalue"]])
-    holm = sorted([top1["lstm"]["holm_pvalue"], top1["eleatt_lstm"]["holm_pvalue"]])
+    raw = sorted([top1["lstm"].t_pvalue, top1["eleatt_lstm"].t_pvalue])
+    holm = sorted([top1["lstm"].holm_pvalue, top1["eleatt_lstm"].holm_pvalue])
     assert holm == pytest.approx([2 * raw[0], max(2 * raw[0], raw[1])])

@@ -1,9 +1,13 @@
 """Baseline vs EleAtt: the comparison runner, its statistics and report, and attention maps.
 
 - :mod:`~video_eleatt.compare.stats`: mean ± sample std, paired tests, bootstrap CIs, verdicts.
-- :mod:`~video_eleatt.compare.runner`: variants x splits x seeds through the training code.
-- :mod:`~video_eleatt.compare.report` / :mod:`~video_eleatt.compare.plots`: report.md, CSVs, PNGs.
+- :mod:`~video_eleatt.compare.plan`: the comparison config, its variants and runs, run identity.
+- :mod:`~video_eleatt.compare.runner`: executes the planned runs through the training code.
+- :mod:`~video_eleatt.compare.rows`: the report's numbers as typed rows (summary, comparisons).
+- :mod:`~video_eleatt.compare.report` (CSVs, figures), :mod:`~video_eleatt.compare.markdown`
+  (report.md, one function per section), :mod:`~video_eleatt.compare.plots` (every figure helper).
 - :mod:`~video_eleatt.compare.attention` / :mod:`~video_eleatt.compare.attention_run`: what
   the first EleAtt layer attends to (per dimension, over time, over the frames).
+- :mod:`~video_eleatt.compare.options`: a config dataclass from YAML and command-line options.
 - :mod:`~video_eleatt.compare.cli`: ``video-eleatt compare`` and ``video-eleatt attention``.
 """

@@ -51,9 +51,9 @@ from video_eleatt.compare.plan import (
     plan_runs,
     split_labels,
 )
-from video_eleatt.compare.report import ReportOutcome, ReportPlan, write_report
+from video_eleatt.compare.report import ReportOutcome, write_report
 from video_eleatt.compare.results import RESULT_FILE, RunResult, read_result, write_result
-from video_eleatt.compare.stats import Summary
+from video_eleatt.compare.rows import ALL_SPLITS, ReportPlan
 from video_eleatt.datasets import DatasetSpec
 from video_eleatt.training.data import FeatureDataModule
 from video_eleatt.training.errors import TrainingError
@@ -519,16 +519,13 @@ def format_summary(outcome: ComparisonOutcome) -> str:
         f"compare: {len(outcome.trained)} run(s) done now, {len(outcome.skipped)} already "
         f"finished, {len(outcome.failed)} failed, {len(report.missing_runs)} missing"
     ]
-    rows = [row for row in report.summary if row["split"] == "all"] or report.summary
+    rows = [row for row in report.summary_rows if row.split == ALL_SPLITS] or report.summary_rows
     if rows:
-        width = max(len(str(row["label"])) for row in rows)
+        width = max(len(row.label) for row in rows)
         lines.append(f"  {'variant':<{width}}  split    test top-1 (%)         runs")
         for row in rows:
-            top1 = Summary(row["top1_mean_pct"], row["top1_std_pct"], row["top1_n"])
-            lines.append(
-                f"  {row['label']:<{width}}  {row['split']:<7}  {top1.format():<21}  "
-                f"{row['num_runs']}"
-            )
+            top1 = row.accuracy_pct["top1"].format()
+            lines.append(f"  {row.label:<{width}}  {row.split:<7}  {top1:<21}  {row.num_runs}")
     lines += [f"  {sentence}" for sentence in report.verdicts.values()]
     lines += [f"  problem: {problem}" for problem in report.problems]
     lines.append(f"report: {report.output_dir / 'report.md'}")

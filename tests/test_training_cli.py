@@ -4,10 +4,12 @@ through the real entry point ``video_eleatt.cli.main``."""
 from __future__ import annotations
 
 import glob
+import io
 import json
 import math
 import re
 import shutil
+import sys
 import types
 from pathlib import Path
 
@@ -18,9 +20,9 @@ from disk_faults import STAGES, inject_disk_full, temporary_files
 from training_fixtures import make_separable_cache, make_tiny_cache, reevaluate, tiny_config
 
 from video_eleatt import cli as dispatcher
-from video_eleatt.training.callbacks import HISTORY_COLUMNS, read_history
+from video_eleatt.training.callbacks import HISTORY_COLUMNS, ProgressLines, read_history
 from video_eleatt.training.errors import TrainingError
-from video_eleatt.training.run import EleAttCLI, run_training
+from video_eleatt.training.run import AtomicCheckpointIO, EleAttCLI, run_cli, run_training
 
 BASELINE = ["--model.num_eleatt_layers=0", "--model.num_plain_layers=1"]
 REPO = Path(__file__).resolve().parents[1]
@@ -361,7 +363,6 @@ def test_validation_subset_choice(tiny, capsys):
 
 
 def test_checkpoints_are_replaced_atomically(tiny, tmp_path, monkeypatch):
-    from video_eleatt.training.run import AtomicCheckpointIO, run_cli
 
     run_dir = tmp_path / "run"
     cli = run_cli(
@@ -398,12 +399,51 @@ def test_predict_help_shows_both_forms(capsys):
     assert "--trainer.accelerator" in lightning and "--data.cache CACHE" in lightning
 
 
+def test_progress_follows_the_terminal(tiny, tmp_path, capsys, monkeypatch):
+    # pytest captures the output: a log file, not a terminal. Lightning's live bar would write
+    # carriage-return updates there; plain lines on standard error replace it.
+    run_dir = tmp_path / "lines"
+    argv = ["fit", "--config", str(tiny["config"]), "--trainer.enable_progress_bar=true"]
+    cli = run_cli([*argv, f"--trainer.default_root_dir={run_dir}"], exit_on_error=False)
+    out, err = capsys.readouterr()
+    assert "\r" not in out + err and cli.trainer.progress_bar_callback is None
+    steps = cli.trainer.global_step
+    assert steps == 6  # 11 training videos in batches of 4, 2 epochs
+    lines = [line for line in err.splitlines() if re.match(r"fit: \d+/6 steps? \(", line)]
+    assert 2 <= len(lines) <= steps + 1
+    assert lines[-1].startswith(f"fit: {steps}/{steps} steps (100.0 %)"), lines[-1]
+    assert "done in" in lines[-1] and "[epoch 1, train/loss_step " in lines[-1]
+    run_cli(
+        ["test", "--config", str(run_dir / "config.yaml"), "--ckpt_path=last"],
+        exit_on_error=False,
+    )
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if re.match(r"test: \d+/6 videos? \(", line)]
+    assert lines[-1].startswith("test: 6/6 videos (100.0 %)") and "\r" not in err
+
+    # progress switched off in the config: no lines either
+    quiet = ["fit", "--config", str(tiny["config"]), "--trainer.max_epochs=1"]
+    cli = run_cli([*quiet, f"--trainer.default_root_dir={tmp_path / 'quiet'}"], False)
+    assert not [c for c in cli.trainer.callbacks if isinstance(c, ProgressLines)]
+    assert not re.search(r"fit: \d+/\d+ step", capsys.readouterr().err)
+
+    # on a terminal Lightning's own bar stays (it writes to standard output)
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    argv = [*argv, "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path / 'tty'}"]
+    cli = run_cli(argv, exit_on_error=False)
+    assert cli.trainer.progress_bar_callback is not None
+    assert not [c for c in cli.trainer.callbacks if isinstance(c, ProgressLines)]
+    assert "\r" in sys.stdout.getvalue()
+
+
 def test_input_standardisation_uses_the_training_features_and_travels_with_the_checkpoint(
     tiny, tmp_path, capsys
 ):
     import numpy as np
-
-    from video_eleatt.training.run import run_cli
 
     run_dir = tmp_path / "standardised"
     argv = ["fit", "--config", str(tiny["config"]), "--model.input_norm=standardize"]

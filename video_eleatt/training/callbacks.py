@@ -8,10 +8,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytorch_lightning as pl
 import torch
@@ -19,6 +20,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.cli import SaveConfigCallback
 
 from video_eleatt.fileio import atomic_write_bytes
+from video_eleatt.progress import progress_bar
 from video_eleatt.training.data import say
 from video_eleatt.training.metrics import per_class_accuracy, save_confusion_matrix
 
@@ -322,6 +324,101 @@ class PredictionWriter(Callback):
             text = "".join(json.dumps(row) + "\n" for row in rows)
             atomic_write_text(self.path, text)
             say(f"predict: wrote {len(rows)} videos' class probabilities to {self.path}")
+
+
+class ProgressLines(Callback):
+    """Progress as plain lines, for when the output is a log file or a pipe, not a terminal.
+
+    Lightning's live bar (on standard output) would write thousands of carriage-return updates
+    into the log, so the CLI turns it off there and adds this callback instead
+    (:func:`video_eleatt.progress.progress_bar`): one line every ``interval_s`` seconds or
+    every 10 % of the work, with the values Lightning's bar shows, and a last line at the end.
+    ``fit`` counts optimizer steps over the whole run, ``validate``/``test``/``predict`` their
+    videos::
+
+        fit: 240/800 steps (30.0 %), 12.1 steps/s, 46 s left [epoch 3, train/loss_step 0.82]
+    """
+
+    def __init__(self, interval_s: float = 10.0, stream: IO[str] | None = None) -> None:
+        self.interval_s = interval_s
+        self.stream = stream
+        self.bar: Any = None
+        self._first_step = 0
+
+    def _open(self, trainer: pl.Trainer, total: float, desc: str, unit: str) -> None:
+        if trainer.is_global_zero:
+            known = total if math.isfinite(total) else None
+            self.bar = progress_bar(
+                None if known is None else int(known),
+                desc,
+                unit=unit,
+                stream=self.stream if self.stream is not None else sys.stderr,
+                interval_s=self.interval_s,
+            )
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._first_step = trainer.global_step  # a resumed run counts from its checkpoint
+        total = trainer.estimated_stepping_batches - trainer.global_step
+        self._open(trainer, total, "fit", "step")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self.bar is None:
+            return
+        shown = [f"epoch {trainer.current_epoch}"]
+        shown += [
+            f"{name} {value:.4g}" if isinstance(value, (int, float)) else f"{name} {value}"
+            for name, value in trainer.progress_bar_metrics.items()
+        ]
+        self.bar.set_postfix_str(", ".join(shown))
+        self.bar.update(trainer.global_step - self._first_step - self.bar.n)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._close()
+
+    def _evaluation_start(self, trainer: pl.Trainer, dataloaders: Any, verb: str) -> None:
+        loaders = dataloaders if isinstance(dataloaders, (list, tuple)) else [dataloaders]
+        try:
+            total: float = sum(len(loader.dataset) for loader in loaders)
+        except (AttributeError, TypeError):  # a loader without a sized dataset
+            total = math.inf
+        self._open(trainer, total, verb, "video")
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == "validate":  # during fit the fit line goes on
+            self._evaluation_start(trainer, trainer.val_dataloaders, "validate")
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._evaluation_start(trainer, trainer.test_dataloaders, "test")
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._evaluation_start(trainer, trainer.predict_dataloaders, "predict")
+
+    def _evaluation_batch_end(
+        self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, *args: Any
+    ) -> None:
+        if self.bar is not None and trainer.state.fn != "fit":
+            self.bar.update(len(batch["lengths"]) if isinstance(batch, Mapping) else 1)
+
+    on_validation_batch_end = on_test_batch_end = on_predict_batch_end = _evaluation_batch_end
+
+    def _evaluation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn != "fit":
+            self._close()
+
+    on_validation_end = on_test_end = on_predict_end = _evaluation_end
+
+
+def is_terminal(stream: IO[str]) -> bool:
+    """Whether ``stream`` is an interactive terminal (False for files, pipes, closed streams)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _device_name(pl_module: pl.LightningModule) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,8 +45,10 @@ from video_eleatt.training.callbacks import (
     EpochHistory,
     EvaluationWriter,
     PredictionWriter,
+    ProgressLines,
     RunConfigCallback,
     atomic_write_text,
+    is_terminal,
     json_safe,
 )
 from video_eleatt.training.data import FeatureDataModule, say
@@ -156,6 +159,11 @@ class EleAttCLI(LightningCLI):
         if not isinstance(callbacks, list):
             callbacks = [callbacks]
         kwargs["callbacks"] = [*callbacks, self.run_callback]
+        if trainer_config.get("enable_progress_bar") is not False and not is_terminal(sys.stdout):
+            # Lightning's live bar writes to standard output; in a log file or a pipe it would be
+            # thousands of carriage-return updates: plain lines on standard error instead.
+            kwargs["enable_progress_bar"] = False
+            kwargs["callbacks"].append(ProgressLines())
         if not trainer_config.get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]
         if verb == "fit":

@@ -120,12 +120,12 @@ class LineProgress:
         """The progress line as it would be written at time ``now``."""
         elapsed = max(now - self._start, 1e-9)
         rate = self.n / elapsed
-        units = self.unit if self.n == 1 else self.unit + "s"
+        units = self.unit if self.n == 1 else _plural(self.unit)
         if self.total:
             text = f"{self.desc}: {self.n}/{self.total} {units} ({100 * self.n / self.total:.1f} %)"
         else:
             text = f"{self.desc}: {self.n} {units}"
-        text += f", {rate:.3g} {self.unit}s/s" if self.n else ""
+        text += f", {rate:.3g} {_plural(self.unit)}/s" if self.n else ""
         if self.total and self.n and self.n < self.total:
             text += f", {_duration((self.total - self.n) / rate)} left"
         elif self.total and self.n >= self.total:
@@ -141,6 +141,10 @@ class LineProgress:
             print(self.line(now), file=self.stream, flush=True)
         except (OSError, ValueError):  # a closed log must not fail the work it reports on
             self.enabled = False
+
+
+def _plural(unit: str) -> str:
+    return unit + ("es" if unit.endswith(("s", "sh", "ch", "x")) else "s")
 
 
 def _duration(seconds: float) -> str:

@@ -251,15 +251,11 @@ def speed_main(args) -> None:
     import torch
 
     from video_eleatt.features.backbones import BackboneConfig, build_backbone
-    from video_eleatt.features.extract import (
-        ExtractConfig,
-        FeatureRunner,
-        candidate_precision,
-        parity_check,
-        tune_malloc,
-        warm_decode_workers,
-    )
+    from video_eleatt.features.config import ExtractConfig
+    from video_eleatt.features.precision import candidate_precision, parity_check
     from video_eleatt.features.preprocess import FramePreprocess
+    from video_eleatt.features.runner import FeatureRunner
+    from video_eleatt.features.tuning import tune_malloc, warm_decode_workers
     from video_eleatt.video.sampling import SamplingConfig
 
     tuned = tune_malloc() if not args.no_tune_malloc else False
@@ -544,8 +540,10 @@ def main() -> None:
     from video_factory import write_index_video
 
     from video_eleatt.features.backbones import BackboneConfig, build_backbone
-    from video_eleatt.features.extract import ExtractConfig, FeatureRunner, warm_decode_workers
+    from video_eleatt.features.config import ExtractConfig
     from video_eleatt.features.preprocess import FramePreprocess
+    from video_eleatt.features.runner import FeatureRunner
+    from video_eleatt.features.tuning import warm_decode_workers
     from video_eleatt.video.sampling import SamplingConfig
 
     load_before = os.getloadavg()

@@ -29,7 +29,8 @@ import torch
 from jsonargparse import CLI
 from torch.utils.data import DataLoader
 
-from video_eleatt.features.cache import ManifestWriter, create_cache, open_features, write_entry
+from video_eleatt.features import create_cache, open_features, write_entry
+from video_eleatt.features.manifest import ManifestWriter
 from video_eleatt.features.packed import PackedFeatureCache, pack_cache
 from video_eleatt.training.data import EpochSampler, FeatureSequenceDataset, collate_sequences
 from video_eleatt.training.module import ActionClassifier

@@ -24,7 +24,7 @@ from video_eleatt.config_files import (
     shipped_names,
     shipped_root,
 )
-from video_eleatt.features.cache import CacheError, open_features
+from video_eleatt.features import CacheError, open_features
 from video_eleatt.training.module import ActionClassifier
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,15 +18,13 @@ import pytest
 from video_factory import write_index_video
 
 import video_eleatt.features.extract as extract
-import video_eleatt.video.pool as pool_module
 from video_eleatt.features.backbones import BackboneConfig
-from video_eleatt.features.cache import (
-    encode_safetensors,
-    feature_path,
-    load_entry_file,
-    write_entry,
-)
-from video_eleatt.features.extract import ExtractConfig, run_extraction
+from video_eleatt.features.cache import write_entry
+from video_eleatt.features.config import ExtractConfig
+from video_eleatt.features.entry_file import encode_safetensors, load_entry_file
+from video_eleatt.features.extract import run_extraction
+from video_eleatt.features.layout import feature_path
+from video_eleatt.features.runner import FeatureRunner, FrameBatcher
 from video_eleatt.video.pool import DecodePool, DecodeTask, FrameChunk, VideoFailed
 from video_eleatt.video.sampling import SamplingConfig
 
@@ -59,7 +57,7 @@ class _CountingPool(DecodePool):
         self.instances.append(self)
 
 
-class _CountingBatcher(extract.FrameBatcher):
+class _CountingBatcher(FrameBatcher):
     peak = 0
 
     def add(self, key, start, frames):
@@ -75,15 +73,16 @@ def _reset_counters():
 
 def test_extraction_with_a_slow_backbone_keeps_a_bounded_number_of_frames(tmp_path, monkeypatch):
     write_index_video(tmp_path / "videos" / "long.mp4", 240, fps=10.0)
-    monkeypatch.setattr(pool_module, "DecodePool", _CountingPool)
+    # the names extraction looks up when it runs
+    monkeypatch.setattr(extract, "DecodePool", _CountingPool)
     monkeypatch.setattr(extract, "FrameBatcher", _CountingBatcher)
-    launch = extract.FeatureRunner.launch
+    launch = FeatureRunner.launch
 
     def slow_launch(self, frames):
         time.sleep(0.02)  # the backbone is the bottleneck: decoding runs ahead of it
         return launch(self, frames)
 
-    monkeypatch.setattr(extract.FeatureRunner, "launch", slow_launch)
+    monkeypatch.setattr(FeatureRunner, "launch", slow_launch)
     config = ExtractConfig(
         videos=str(tmp_path / "videos"),
         backbone=BackboneConfig("test_resnet", "timm", weights="random"),

@@ -15,25 +15,20 @@ from safetensors.torch import load_file
 from training_fixtures import make_tiny_cache
 
 from video_eleatt import cli
-from video_eleatt.features import cache as cache_module
+from video_eleatt.features import manifest as manifest_module
 from video_eleatt.features.cache import (
-    CacheError,
-    CacheWriteError,
     FeatureCache,
-    ManifestWriter,
-    cache_dir_name,
-    compact_manifest,
     create_cache,
     entry_is_complete,
-    feature_path,
-    features_hash,
-    open_features,
-    read_manifest,
-    verify_cache,
     write_entry,
     write_failure,
 )
+from video_eleatt.features.identity import cache_dir_name, features_hash
+from video_eleatt.features.layout import CacheError, CacheWriteError, feature_path
+from video_eleatt.features.manifest import ManifestWriter, compact_manifest, read_manifest
+from video_eleatt.features.opening import open_features
 from video_eleatt.features.packed import PackedFeatureCache, pack_cache
+from video_eleatt.features.verify import verify_cache
 
 IDENTITY = {"backbone": {"name": "tiny", "weights": "random-init seed 0"}, "dtype": "float16"}
 
@@ -173,7 +168,7 @@ def test_disk_full_while_appending_the_manifest_row(tmp_path, monkeypatch, stage
     if stage == "fsync":
         monkeypatch.setattr(os, "fsync", full_for_the_manifest)
     else:  # half of the row's line reaches the file, then the disk is full
-        monkeypatch.setattr(cache_module, "open", filling_open(manifest), raising=False)
+        monkeypatch.setattr(manifest_module, "open", filling_open(manifest), raising=False)
     with pytest.raises(
         CacheWriteError, match=re.escape(f"cannot write {manifest}: the disk is full")
     ):

@@ -18,11 +18,20 @@ import pytest
 import torch
 from video_factory import read_indices, write_broken_video, write_vfr_video, write_video_folder
 
+from video_eleatt.features import backbones
 from video_eleatt.features.backbones import BackboneConfig, build_backbone
-from video_eleatt.features.cache import FeatureCache, read_manifest
-from video_eleatt.features.cli import extract_main
-from video_eleatt.features.extract import FrameBatcher
+from video_eleatt.features.cache import FeatureCache
+from video_eleatt.features.cli import extract_main, verify_main
+from video_eleatt.features.config import parse_extract_config
+from video_eleatt.features.identity import features_hash
+from video_eleatt.features.layout import CacheError
+from video_eleatt.features.locate import find_cache, plan_cache_dir
+from video_eleatt.features.manifest import read_manifest
+from video_eleatt.features.opening import open_features
 from video_eleatt.features.preprocess import FramePreprocess, normalize_frames
+from video_eleatt.features.runner import FrameBatcher
+from video_eleatt.features.tuning import cpu_threads
+from video_eleatt.features.verify import verify_cache
 from video_eleatt.video.decode import VideoReader
 from video_eleatt.video.sampling import SamplingConfig, sample_frame_indices
 
@@ -417,9 +426,6 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "extract"
 
 
 def test_shipped_configs_parse_and_name_their_cache(capsys):
-    from video_eleatt.features.cli import parse_extract_config
-    from video_eleatt.features.extract import resolve_cache_dir
-
     paths = sorted(CONFIGS.glob("*.yaml"))
     assert {p.stem for p in paths} >= {
         "ntu60_resnet50",
@@ -439,7 +445,7 @@ def test_shipped_configs_parse_and_name_their_cache(capsys):
         "IMAGENET1K_V1",
     )
     # named without downloading the weights: identity from the config, size from the model
-    cache_dir = resolve_cache_dir(CONFIGS / "ntu60_resnet50.yaml")
+    cache_dir = plan_cache_dir(CONFIGS / "ntu60_resnet50.yaml")
     assert cache_dir.parent == Path("features") and cache_dir.name.startswith("ntu60_resnet50_")
     with pytest.raises(SystemExit) as info:
         extract_main(["--config", str(CONFIGS / "tiny_random.yaml"), "--print_config"])
@@ -447,32 +453,95 @@ def test_shipped_configs_parse_and_name_their_cache(capsys):
     assert "name: test_resnet" in capsys.readouterr().out
 
 
-def test_extract_from_yaml_and_open_it_by_yaml(dataset, tmp_path):
-    from video_eleatt.features.cache import features_hash, open_features
-
+def _tiny_extract_config(dataset, tmp_path) -> tuple[Path, str]:
+    """The shipped tiny_random.yaml on the clean videos, writing under tmp_path: path, text."""
     text = (CONFIGS / "tiny_random.yaml").read_text()
     text = text.replace("videos: data/demo/videos", f"videos: {dataset / 'clean'}")
     text = text.replace("output_root: features", f"output_root: {tmp_path / 'features'}")
     config = tmp_path / "tiny.yaml"
     config.write_text(text)
+    return config, text
+
+
+def test_extract_from_yaml_and_open_it_by_yaml(dataset, tmp_path):
+    config, text = _tiny_extract_config(dataset, tmp_path)
     assert extract_main(["--config", str(config), "--limit", "2", "--progress", "false"]) == 0
     features = open_features(config)
     assert features.ok_keys() == sorted(GOOD)[:2] and features.feature_dim == 96
     # the same config on a CUDA device: "precision: auto" there means float16 autocast, a cache
     # of its own (named here without a GPU); opening it finds the CPU-made one by its identity
-    from video_eleatt.features.extract import resolve_cache_dir
-
     on_cuda = tmp_path / "tiny_cuda.yaml"
     on_cuda.write_text(text + "device: cuda\n")
     identity = {**features.config["features"], "precision": "float16"}
     expected = f"{features.cache_dir.name.rsplit('_', 1)[0]}_{features_hash(identity)}"
-    assert resolve_cache_dir(on_cuda).name == expected != features.cache_dir.name
+    assert plan_cache_dir(on_cuda).name == expected != features.cache_dir.name
     assert open_features(on_cuda).cache_dir == features.cache_dir
 
 
-def test_cpu_threads_divide_the_cores_among_local_processes(monkeypatch):
-    from video_eleatt.features.extract import cpu_threads
+def _refuse_to_build_backbones(monkeypatch) -> None:
+    """Every way of building a backbone fails: what runs now may read files only."""
 
+    def refuse(*args, **kwargs):
+        raise AssertionError("a backbone was built to resolve an extract config")
+
+    monkeypatch.setattr(backbones, "_timm_backbone", refuse)
+    monkeypatch.setattr(backbones, "_torchvision_backbone", refuse)
+    for name, module in list(sys.modules.items()):
+        if name.startswith("video_eleatt") and hasattr(module, "build_backbone"):
+            monkeypatch.setattr(module, "build_backbone", refuse)
+
+
+def test_an_extract_config_finds_its_cache_without_building_a_backbone(
+    dataset, tmp_path, monkeypatch, capsys
+):
+    config, text = _tiny_extract_config(dataset, tmp_path)
+    assert extract_main(["--config", str(config), "--limit", "2", "--progress", "false"]) == 0
+    made = _cache_dir(tmp_path / "features")
+    assert f"cache: {made}" in capsys.readouterr().err  # extract names the folder it made
+    (request,) = json.loads((made / "requests.json").read_text())["requests"]
+    assert request["backbone"] == {
+        "library": "timm",
+        "name": "test_resnet",
+        "weights": "random",
+        "seed": 0,
+    }
+    made_in = json.loads((made / "config.json").read_text())["features"]["precision"]
+
+    _refuse_to_build_backbones(monkeypatch)
+    with pytest.raises(AssertionError, match="a backbone was built"):
+        plan_cache_dir(config)  # the refusal works: naming a cache to be made builds one
+    assert find_cache(config) == made
+    assert open_features(config).cache_dir == made  # training's `data.cache: <extract yaml>`
+    assert verify_main([str(config)]) == 0
+    assert f"{made}: 2 ok, 0 failed at extraction" in capsys.readouterr().out
+    # the precision written in the config must be the cache's; another sampling is another cache
+    same = tmp_path / "same.yaml"
+    same.write_text(text + f"precision: {made_in}\n")
+    assert find_cache(same) == made
+    other = "float16" if made_in != "float16" else "float32"
+    elsewhere = tmp_path / "other_precision.yaml"
+    elsewhere.write_text(text + f"precision: {other}\n")
+    with pytest.raises(CacheError, match=f"does not exist yet.*another precision: {made}"):
+        find_cache(elsewhere)
+    slower = tmp_path / "slower.yaml"
+    slower.write_text(text.replace("fps: 4.0", "fps: 2.0"))
+    prefix = made.name.rsplit("_", 1)[0]
+    with pytest.raises(CacheError, match=rf"names cache .*/{prefix}_<hash8>, which does not"):
+        open_features(slower)
+
+    # a cache from before requests were recorded: one line says to run extract once, which
+    # only records the request (every video is already there)
+    (made / "requests.json").unlink()
+    with pytest.raises(CacheError, match="run `video-eleatt extract --config <this config>` once"):
+        find_cache(config)
+    monkeypatch.undo()
+    assert extract_main(["--config", str(config), "--limit", "2", "--progress", "false"]) == 0
+    assert "0 ok, 0 failed, 2 skipped" in capsys.readouterr().err
+    _refuse_to_build_backbones(monkeypatch)
+    assert find_cache(config) == made
+
+
+def test_cpu_threads_divide_the_cores_among_local_processes(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     assert cpu_threads(0, 1) == 4
     assert cpu_threads(0, 2) == 2
@@ -497,9 +566,6 @@ def test_extract_command_asks_openmp_for_passive_waiting(monkeypatch):
 
 
 def test_a_cache_from_before_frame_exact_decoding_is_named_stale(dataset, tmp_path, capsys):
-    from video_eleatt.features.cache import features_hash, open_features, verify_cache
-    from video_eleatt.features.cli import parse_extract_config
-    from video_eleatt.features.extract import resolve_cache_dir
     from video_eleatt.video.decode import DECODE_VERSION
 
     argv = _argv(dataset / "clean", tmp_path, "--limit", "2")
@@ -515,14 +581,12 @@ def test_a_cache_from_before_frame_exact_decoding_is_named_stale(dataset, tmp_pa
     (old / "config.json").write_text(json.dumps(config))
 
     assert "before frame-exact decoding" in verify_cache(old).stale
-    from video_eleatt.features.cli import verify_main
-
     assert verify_main([str(old)]) == 1
     assert "STALE: every entry was made before frame-exact decoding" in capsys.readouterr().out
     with pytest.warns(UserWarning, match="Re-extract it: `video-eleatt extract"):
         open_features(old)
     with pytest.raises(Exception, match="Re-extract: `video-eleatt extract --config"):
-        resolve_cache_dir(parse_extract_config(argv), existing=True)
+        find_cache(parse_extract_config(argv))
     capsys.readouterr()
     assert extract_main(argv) == 0  # extracts again, into the current identity's folder
     err = capsys.readouterr().err

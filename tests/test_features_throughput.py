@@ -12,16 +12,13 @@ import torch
 from devices import DEVICES
 from video_factory import write_video_folder
 
-from video_eleatt.features import extract
+from video_eleatt.features import extract, tuning
+from video_eleatt.features import precision as precision_module
 from video_eleatt.features.backbones import BackboneConfig, build_backbone
-from video_eleatt.features.extract import (
-    ExtractConfig,
-    FeatureRunner,
-    parity_check,
-    probe_frames,
-    reference_features,
-)
+from video_eleatt.features.config import ExtractConfig
+from video_eleatt.features.precision import parity_check, probe_frames, reference_features
 from video_eleatt.features.preprocess import FramePreprocess, normalize_frames, pil_transform
+from video_eleatt.features.runner import FeatureRunner
 from video_eleatt.video.sampling import SamplingConfig
 
 TINY = BackboneConfig("test_resnet", "timm", weights="random")
@@ -84,13 +81,16 @@ def test_auto_precision_candidate_per_device(device):
     target = torch.device(device)
     expected = {
         "cuda": "float16",
-        "cpu": "bfloat16" if extract.cpu_has_native_bfloat16() else "float32",
+        "cpu": "bfloat16" if precision_module.cpu_has_native_bfloat16() else "float32",
     }[device]
-    assert extract.candidate_precision(target) == expected
+    assert precision_module.candidate_precision(target) == expected
     # without a backbone (naming a cache before any weights are loaded) the candidate is used
-    assert extract.resolve_precision(ExtractConfig(precision="auto"), target) == expected
+    assert precision_module.resolve_precision(ExtractConfig(precision="auto"), target) == expected
     for precision in ("float32", "bfloat16", "float16"):
-        assert extract.resolve_precision(ExtractConfig(precision=precision), target) == precision
+        assert (
+            precision_module.resolve_precision(ExtractConfig(precision=precision), target)
+            == precision
+        )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -100,7 +100,7 @@ def test_runner_on_each_device_matches_float32_nchw(backbone, frames, device):
     candidate, against the float32 NCHW reference on the CPU."""
     target = torch.device(device)
     reference = reference_features(backbone, frames).double()  # (N, D)
-    for precision in dict.fromkeys(["float32", extract.candidate_precision(target)]):
+    for precision in dict.fromkeys(["float32", precision_module.candidate_precision(target)]):
         runner = FeatureRunner(backbone, target, precision)
         launched = runner.launch(frames)
         assert launched.device.type == target.type
@@ -141,7 +141,7 @@ def test_auto_uses_reduced_precision_where_parity_holds_and_refuses_it_where_not
     videos, tmp_path, monkeypatch, capsys
 ):
     # machine-independent: pretend this CPU has native bfloat16
-    monkeypatch.setattr(extract, "cpu_has_native_bfloat16", lambda: True)
+    monkeypatch.setattr(precision_module, "cpu_has_native_bfloat16", lambda: True)
     fast = extract.run_extraction(_config(videos, tmp_path))
     assert fast.ok == 1 and fast.settings["precision"] == "bfloat16"
     folded = fast.settings["folded_batchnorms"]
@@ -167,7 +167,7 @@ def test_auto_uses_reduced_precision_where_parity_holds_and_refuses_it_where_not
 
 
 def test_explicit_precision_is_used_without_a_check(videos, tmp_path, monkeypatch):
-    monkeypatch.setattr(extract, "parity_check", None)  # would fail if called
+    monkeypatch.setattr(precision_module, "parity_check", None)  # would fail if called
     summary = extract.run_extraction(_config(videos, tmp_path, precision="float32"))
     assert summary.settings["precision"] == "float32" and summary.settings["parity"] is None
 
@@ -206,15 +206,15 @@ def test_reference_pipeline_matches_fast_float32_path(backbone):
 def test_tune_malloc_sets_the_worker_environment(monkeypatch):
     import ctypes
 
-    for name in extract.MALLOC_ENV:
+    for name in tuning.MALLOC_ENV:
         monkeypatch.delenv(name, raising=False)
     try:
-        assert extract.tune_malloc() is True  # glibc on this Linux
-        assert {name: os.environ[name] for name in extract.MALLOC_ENV} == extract.MALLOC_ENV
+        assert tuning.tune_malloc() is True  # glibc on this Linux
+        assert {name: os.environ[name] for name in tuning.MALLOC_ENV} == tuning.MALLOC_ENV
     finally:  # glibc's defaults back, for the tests that run after this one
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(extract._M_MMAP_MAX, 65536)
-        libc.mallopt(extract._M_TRIM_THRESHOLD, 128 * 1024)
+        libc.mallopt(tuning._M_MMAP_MAX, 65536)
+        libc.mallopt(tuning._M_TRIM_THRESHOLD, 128 * 1024)
 
 
 def test_fold_batchnorm_is_exact_in_float64_and_leaves_the_model_alone():

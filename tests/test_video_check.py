@@ -20,7 +20,8 @@ from video_factory import (
 import video_eleatt.video.check as check_module
 from video_eleatt.cli import main
 from video_eleatt.features.cache import FeatureCache
-from video_eleatt.features.cli import extract_main, parse_extract_config
+from video_eleatt.features.cli import extract_main
+from video_eleatt.features.config import parse_extract_config
 from video_eleatt.video.check import (
     REPORT_HEADER,
     CheckResult,

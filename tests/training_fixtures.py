@@ -127,7 +127,8 @@ def reevaluate(checkpoint: Path, cache: Path, rel_paths: list[str]) -> dict[str,
     import torch
     from safetensors.numpy import load_file
 
-    from video_eleatt.features.cache import feature_path, read_manifest
+    from video_eleatt.features.layout import feature_path
+    from video_eleatt.features.manifest import read_manifest
     from video_eleatt.models.classifier import ClassifierConfig, SequenceClassifier
 
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)

@@ -90,7 +90,7 @@ def checkpoint_cache_config(
     Raises:
         PredictError: none of those is available (with the fix).
     """
-    from video_eleatt.features.cache import CacheError, read_config
+    from video_eleatt.features.layout import CacheError, read_config
 
     if cache is None:
         data = record.get("data") or {}
@@ -155,7 +155,7 @@ def load_predictor(
         preprocess_from_cache,
     )
     from video_eleatt.features.backbones import BackboneError, build_backbone
-    from video_eleatt.features.extract import FeatureRunner
+    from video_eleatt.features.runner import FeatureRunner
     from video_eleatt.training.module import CHECKPOINT_KEY, ActionClassifier
 
     path = Path(checkpoint)

@@ -471,7 +471,7 @@ def run_attention(config: AttentionConfig) -> AttentionOutcome:
     Raises:
         AttentionError: unusable checkpoint, cache, subset or video names.
     """
-    from video_eleatt.features.cache import CacheError, open_features
+    from video_eleatt.features import CacheError, open_features
 
     checkpoint = resolve_checkpoint(config.checkpoint)
     classifier, data = load_classifier(checkpoint, config.device)

@@ -369,8 +369,8 @@ def extract_stage(plan: DemoPlan) -> Path:
     Raises:
         DemoError: the extraction could not run, or some videos failed (named).
     """
-    from video_eleatt.features.cache import CacheError
-    from video_eleatt.features.cli import parse_extract_config
+    from video_eleatt.features import CacheError
+    from video_eleatt.features.config import parse_extract_config
     from video_eleatt.features.extract import run_extraction
 
     config = parse_extract_config(plan.extract_args)

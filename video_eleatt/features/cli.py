@@ -6,84 +6,49 @@ would decode, so a video it passes is one ``extract`` decodes.
 Exit codes: 0 done; 1 ``--strict`` and some videos failed, or ``verify`` found problems;
 2 bad configuration or input; 3 the cache (or ``check``'s report) cannot be written (disk
 full, read-only).
+
+Project imports are at the top, not deferred: every command here loads torch through the
+cache or the backbone anyway, and the top-level ``video-eleatt`` imports this module only when
+one of them runs (after setting ``OMP_WAIT_POLICY``).
 """
 
 from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
+
+from video_eleatt.datasets import DatasetSpec, load_index
+from video_eleatt.features import distributed
+from video_eleatt.features.cache import FeatureCache
+from video_eleatt.features.config import (
+    BARE_FLAGS,
+    config_from_namespace,
+    expand_bare_flags,
+    extract_parser,
+    parse_extract_config,
+    resolve_source,
+)
+from video_eleatt.features.extract import failed_in_cache, run_extraction
+from video_eleatt.features.importer import import_npy_features, read_label_list
+from video_eleatt.features.layout import CacheError, CacheWriteError, feature_path
+from video_eleatt.features.locate import find_cache
+from video_eleatt.features.packed import pack_cache
+from video_eleatt.features.precision import run_parity_check
+from video_eleatt.features.verify import verify_cache
+from video_eleatt.fileio import write_failure_reason
+from video_eleatt.video.check import check_videos, format_summary, write_report
 
 EXIT_FAILED_VIDEOS = 1
 EXIT_BAD_INPUT = 2
 EXIT_WRITE_ERROR = 3
 
 
-EXTRACT_DESCRIPTION = (
-    "Extract per-frame CNN features of a dataset, a list file or a folder of videos into "
-    "a resumable cache. Rerun the same command to resume after an interruption."
-)
-
-
-def _extract_parser(
-    prog: str = "video-eleatt extract", description: str = EXTRACT_DESCRIPTION
-) -> ArgumentParser:
-    """The options of :class:`~video_eleatt.features.extract.ExtractConfig` (``--config`` a
-    YAML of them); ``check`` builds on the same parser."""
-    from video_eleatt.features.extract import ExtractConfig
-
-    parser = ArgumentParser(prog=prog, description=description, default_env=False)
-    parser.add_argument("--config", action=ActionConfigFile, help="extract config YAML")
-    parser.add_class_arguments(ExtractConfig)
-    return parser
-
-
-BARE_FLAGS = (
-    "--strict",
-    "--retry_failed",
-    "--progress",
-    "--parity_check",
-    "--tune_malloc",
-    "--allow_partial",
-)
-
-
-def _expand_bare_flags(argv: list[str], flags: Sequence[str] = BARE_FLAGS) -> list[str]:
-    """``--strict`` alone means ``--strict true`` (jsonargparse booleans take a value)."""
-    expanded = []
-    for position, arg in enumerate(argv):
-        expanded.append(arg)
-        following = argv[position + 1] if position + 1 < len(argv) else None
-        if arg in flags and (following is None or following.startswith("-")):
-            expanded.append("true")
-    return expanded
-
-
-def _extract_config(parser: ArgumentParser, namespace: Any) -> Any:
-    """The :class:`~video_eleatt.features.extract.ExtractConfig` of a parsed namespace."""
-    from video_eleatt.features.extract import ExtractConfig
-
-    namespace = parser.instantiate(namespace)
-    return ExtractConfig(**{f.name: getattr(namespace, f.name) for f in fields(ExtractConfig)})
-
-
-def parse_extract_config(argv: list[str]) -> Any:
-    """An :class:`~video_eleatt.features.extract.ExtractConfig` from command-line arguments."""
-    parser = _extract_parser()
-    return _extract_config(parser, parser.parse_args(_expand_bare_flags(argv)))
-
-
 def _run_rank(config: Any) -> int:
     """One rank of an extraction; returns its exit code (used directly and by spawned ranks)."""
-    from video_eleatt.features import distributed
-    from video_eleatt.features.cache import CacheError, CacheWriteError
-    from video_eleatt.features.extract import failed_in_cache, resolve_source, run_extraction
-
     rank, world_size = distributed.env_rank()
     distributed.init(world_size)
     try:
@@ -114,12 +79,8 @@ def _run_rank(config: Any) -> int:
 
 def extract_main(argv: list[str]) -> int:
     """``video-eleatt extract --config configs/extract/<name>.yaml [--key value ...]``."""
-    from video_eleatt.features import distributed
-
     config = parse_extract_config(argv)
     if config.parity_check:
-        from video_eleatt.features.extract import run_parity_check
-
         try:
             report = run_parity_check(config)
         except ValueError as err:
@@ -165,7 +126,7 @@ REMOVED_CHECK_FLAGS = {
 
 
 def _check_parser() -> ArgumentParser:
-    parser = _extract_parser("video-eleatt check", CHECK_DESCRIPTION)
+    parser = extract_parser("video-eleatt check", CHECK_DESCRIPTION)
     parser.add_argument(
         "--output",
         type=str | None,
@@ -226,18 +187,14 @@ def check_main(argv: list[str]) -> int:
         0; 1 with ``--strict`` when a video failed; 2 on bad input (no videos, a missing list
         or folder, an unwritable ``--output``); 3 when the report cannot be written at the end.
     """
-    from video_eleatt.features.extract import resolve_source
-    from video_eleatt.fileio import write_failure_reason
-    from video_eleatt.video.check import check_videos, format_summary, write_report
-
     parser = _check_parser()
     try:
         argv = _translate_old_check_flags(argv)
     except ValueError as err:
         print(f"video-eleatt check: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    namespace = parser.parse_args(_expand_bare_flags(argv, CHECK_BARE_FLAGS))
-    config = _extract_config(parser, namespace)
+    namespace = parser.parse_args(expand_bare_flags(argv, CHECK_BARE_FLAGS))
+    config = config_from_namespace(parser, namespace)
     output = namespace.output
     try:
         source = resolve_source(config)  # DatasetError is a ValueError
@@ -287,8 +244,6 @@ def check_main(argv: list[str]) -> int:
 
 def verify_main(argv: list[str]) -> int:
     """``video-eleatt verify <cache_dir | extract config>``: check every entry."""
-    from video_eleatt.features.cache import CacheError, feature_path, verify_cache
-
     parser = ArgumentParser(
         prog="video-eleatt verify",
         description="Check every entry of a feature cache against its manifest: file present, "
@@ -306,9 +261,7 @@ def verify_main(argv: list[str]) -> int:
     cache_dir = Path(args.cache)
     try:
         if cache_dir.is_file():
-            from video_eleatt.features.extract import resolve_cache_dir
-
-            cache_dir = resolve_cache_dir(cache_dir, existing=True)
+            cache_dir = find_cache(cache_dir)  # reads the YAML; builds no backbone
         report = verify_cache(cache_dir)
     except CacheError as err:
         print(f"video-eleatt verify: {err}", file=sys.stderr)
@@ -340,9 +293,6 @@ def verify_main(argv: list[str]) -> int:
 
 def pack_main(argv: list[str]) -> int:
     """``video-eleatt pack <cache_dir> [--groups all|subset]``: build the packed form."""
-    from video_eleatt.features.cache import CacheError, FeatureCache
-    from video_eleatt.features.packed import pack_cache
-
     parser = ArgumentParser(
         prog="video-eleatt pack",
         description="Build <cache>/packed: one contiguous memory-mappable array per group.",
@@ -358,8 +308,6 @@ def pack_main(argv: list[str]) -> int:
     try:
         groups = None
         if args.groups == "subset":
-            from video_eleatt.datasets import load_index
-
             cache = FeatureCache(args.cache)
             if cache.dataset is None:
                 raise CacheError(f"{args.cache} has no dataset spec; use --groups all")
@@ -378,9 +326,6 @@ def pack_main(argv: list[str]) -> int:
 
 def import_main(argv: list[str]) -> int:
     """``video-eleatt import-features --features_dir D (--labels F | --dataset ...)``."""
-    from video_eleatt.datasets import DatasetSpec
-    from video_eleatt.features.importer import import_npy_features, read_label_list
-
     parser = ArgumentParser(
         prog="video-eleatt import-features",
         description="Turn a folder of per-video .npy arrays (T, D) (e.g. v-iashin/video_features "
@@ -404,8 +349,6 @@ def import_main(argv: list[str]) -> int:
         return EXIT_BAD_INPUT
     try:
         if args.dataset is not None:
-            from video_eleatt.datasets import load_index
-
             index = load_index(args.dataset)
             entries = [(record.rel_path, record.label) for record in index.records]
             class_names = list(index.class_names)

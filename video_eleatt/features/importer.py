@@ -28,16 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from video_eleatt.features.cache import (
-    MANIFEST_NAME,
-    ManifestWriter,
-    cache_dir_name,
-    compact_manifest,
-    create_cache,
-    features_hash,
-    write_entry,
-    write_failure,
-)
+from video_eleatt.features.cache import create_cache, write_entry, write_failure
+from video_eleatt.features.identity import cache_dir_name, features_hash
+from video_eleatt.features.layout import MANIFEST_NAME
+from video_eleatt.features.manifest import ManifestWriter, compact_manifest
 
 PATH_COLUMNS = ("rel_path", "path", "video", "filename", "video_id", "youtube_id")
 LABEL_COLUMNS = ("label", "class", "label_id", "class_id")

@@ -30,15 +30,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from video_eleatt.features.cache import (
+from video_eleatt.features.cache import FeatureCache, VideoFeatures
+from video_eleatt.features.entry_file import load_entry_file
+from video_eleatt.features.layout import (
     PACKED_DIR,
     CacheError,
-    FeatureCache,
-    VideoFeatures,
-    _write_error,
     atomic_write_bytes,
     feature_path,
-    load_entry_file,
+    write_error,
 )
 
 INDEX_NAME = "index.json"
@@ -134,7 +133,7 @@ def pack_cache(cache_dir: str | Path, groups: Mapping[str, list[str]] | None = N
         shutil.rmtree(old_dir, ignore_errors=True)
     except OSError as err:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise _write_error(packed_dir, err) from err
+        raise write_error(packed_dir, err) from err
     return packed_dir
 
 

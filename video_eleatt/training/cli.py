@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from video_eleatt.datasets import DatasetError
-from video_eleatt.features.cache import CacheError
+from video_eleatt.features import CacheError
 from video_eleatt.training.errors import TrainingError
 from video_eleatt.training.run import run_cli
 

@@ -647,7 +647,7 @@ def cache_fingerprint(config: dict[str, Any]) -> str:
 
 
 def _open_cache(path: str) -> Any:
-    from video_eleatt.features.cache import CacheError, open_features
+    from video_eleatt.features import CacheError, open_features
 
     # An extract config that is not on disk may be a shipped one (open_features finds it).
     if not os.path.exists(path) and not path.endswith((".yaml", ".yml")):

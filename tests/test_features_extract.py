@@ -495,9 +495,12 @@ def test_an_extract_config_finds_its_cache_without_building_a_backbone(
     dataset, tmp_path, monkeypatch, capsys
 ):
     config, text = _tiny_extract_config(dataset, tmp_path)
-    assert extract_main(["--config", str(config), "--limit", "2", "--progress", "false"]) == 0
+    assert extract_main(["--config", str(config), "--limit", "2"]) == 0
     made = _cache_dir(tmp_path / "features")
-    assert f"cache: {made}" in capsys.readouterr().err  # extract names the folder it made
+    err = capsys.readouterr().err
+    assert f"cache: {made}" in err  # extract names the folder it made
+    # not a terminal: progress comes as plain lines, not carriage-return updates
+    assert "\r" not in err and re.search(r"^extract clean: 2/2 videos \(100\.0 %\)", err, re.M)
     (request,) = json.loads((made / "requests.json").read_text())["requests"]
     assert request["backbone"] == {
         "library": "timm",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 import torch
 from video_factory import read_indices, write_broken_video, write_vfr_video, write_video_folder
 
-from video_eleatt.features import backbones
+from video_eleatt.features import backbones, locate
 from video_eleatt.features.backbones import BackboneConfig, build_backbone
 from video_eleatt.features.cache import FeatureCache
 from video_eleatt.features.cli import extract_main, verify_main
@@ -531,6 +532,21 @@ def test_an_extract_config_finds_its_cache_without_building_a_backbone(
     prefix = made.name.rsplit("_", 1)[0]
     with pytest.raises(CacheError, match=rf"names cache .*/{prefix}_<hash8>, which does not"):
         open_features(slower)
+
+    # precision: auto on another kind of machine made a cache of its own: this machine's wins
+    twin = made.with_name(f"{prefix}_00000000")
+    shutil.copytree(made, twin)
+    twin_config = json.loads((twin / "config.json").read_text())
+    twin_config["features"]["precision"] = other
+    (twin / "config.json").write_text(json.dumps(twin_config))
+    monkeypatch.setattr(locate, "candidate_precision", lambda device: other)
+    assert find_cache(config) == twin
+    monkeypatch.setattr(locate, "candidate_precision", lambda device: made_in)
+    assert find_cache(config) == made
+    monkeypatch.setattr(locate, "candidate_precision", lambda device: "neither")
+    with pytest.raises(CacheError, match=r"several caches .*features\.precision: .*`precision:`"):
+        find_cache(config)
+    shutil.rmtree(twin)
 
     # a cache from before requests were recorded: one line says to run extract once, which
     # only records the request (every video is already there)

@@ -158,26 +158,7 @@ def find_cache(config: ExtractConfig | str | Path) -> Path:
     request = extract_request(config)
     root = Path(config.output_root)
     prefix = cache_dir_name(request["source"], config.backbone.name, "")
-    made, unrecorded, other_precision = [], [], []
-    for candidate in sorted(root.glob(prefix + "*")):
-        if not re.fullmatch(re.escape(prefix) + "[0-9a-f]{8}", candidate.name):
-            continue
-        try:
-            cache_config = read_config(candidate)
-        except CacheError:
-            continue
-        features = cache_config.get("features") or {}
-        if features.get("pipeline") != PIPELINE_VERSION:
-            continue  # imported, or another extraction pipeline: not this config's
-        requests = recorded_requests(candidate)
-        if requests is None:
-            unrecorded.append(candidate)
-        elif request not in requests:
-            continue
-        elif config.precision in ("auto", features.get("precision")):
-            made.append((candidate, cache_config))
-        else:
-            other_precision.append(f"{candidate} ({features.get('precision')})")
+    made, unrecorded, other_precision = _caches_with_prefix(root, prefix, request, config)
     current = [
         (path, made_config) for path, made_config in made if not decode_staleness(made_config)
     ]
@@ -220,6 +201,35 @@ def find_cache(config: ExtractConfig | str | Path) -> Path:
             "(`cache_dir:`, or `data.cache: <dir>`), or delete those you no longer need"
         )
     return current[0][0]
+
+
+def _caches_with_prefix(
+    root: Path, prefix: str, request: dict[str, Any], config: ExtractConfig
+) -> tuple[list[tuple[Path, dict[str, Any]]], list[Path], list[str]]:
+    """The extraction caches ``<root>/<prefix><hash8>``, sorted into: made from ``request``
+    in an acceptable precision (with their config.json), made before requests were recorded,
+    and made from ``request`` in another precision than the configured one (described)."""
+    made, unrecorded, other_precision = [], [], []
+    for candidate in sorted(root.glob(prefix + "*")):
+        if not re.fullmatch(re.escape(prefix) + "[0-9a-f]{8}", candidate.name):
+            continue
+        try:
+            cache_config = read_config(candidate)
+        except CacheError:
+            continue
+        features = cache_config.get("features") or {}
+        if features.get("pipeline") != PIPELINE_VERSION:
+            continue  # imported, or another extraction pipeline: not this config's
+        requests = recorded_requests(candidate)
+        if requests is None:
+            unrecorded.append(candidate)
+        elif request not in requests:
+            continue
+        elif config.precision in ("auto", features.get("precision")):
+            made.append((candidate, cache_config))
+        else:
+            other_precision.append(f"{candidate} ({features.get('precision')})")
+    return made, unrecorded, other_precision
 
 
 def _not_extracted_yet(cache_dir: str | Path) -> str:

@@ -1,4 +1,6 @@
-"""Atomic file writes, shared by the feature cache, run directories and checkpoints.
+"""Low file helpers shared by every layer: atomic writes, JSON-safe values, safe file names.
+
+Atomic writes serve the feature cache, run directories, checkpoints and reports.
 
 A reader of a file written here sees the previous content or the whole new one, never a
 prefix: the bytes go to a temporary file in the same folder, which is flushed and fsync'ed and
@@ -11,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +61,46 @@ def atomic_write_bytes(path: str | Path, data: bytes | Iterable[Any]) -> None:
             tmp.unlink()
         raise
     fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Writes a UTF-8 text file atomically (:func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with what ``json.dumps`` cannot write made plain, recursively.
+
+    Tensors and numpy arrays become (nested) lists, numpy / torch scalars Python numbers,
+    NaN and inf ``None``, paths ``str``, mapping keys ``str``. Tensors are recognised by their
+    ``tolist`` method, so this module does not import torch.
+
+    >>> json_safe({"loss": float("nan"), 1: (2.5,)})
+    {'loss': None, '1': [2.5]}
+    """
+    if hasattr(value, "tolist") and callable(value.tolist):  # tensors, arrays, numpy scalars
+        value = value.tolist()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):
+        return json_safe(value.item())
+    return value
+
+
+def safe_name(rel_path: str) -> str:
+    """A file-name-safe form of a video's rel_path, without its extension.
+
+    >>> safe_name("a/b c.avi")
+    'a_b_c'
+    """
+    stem = rel_path.rsplit(".", 1)[0] if "." in rel_path.rsplit("/", 1)[-1] else rel_path
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_") or "video"
 
 
 def fsync_dir(directory: str | Path) -> None:

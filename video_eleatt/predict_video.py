@@ -473,7 +473,7 @@ def main(argv: list[str]) -> int:
             )
             for r in results
         ]
-        from video_eleatt.training.callbacks import atomic_write_text
+        from video_eleatt.fileio import atomic_write_text
 
         atomic_write_text(args.output, "".join(line + "\n" for line in lines))
     if failures:

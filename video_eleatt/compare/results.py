@@ -10,11 +10,12 @@ Accuracies are fractions in [0, 1]; the report shows them as percentages.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from video_eleatt.fileio import json_safe
 
 RESULT_FILE = "result.json"
 RESULT_FORMAT_VERSION = 1
@@ -85,7 +86,7 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe dict (NaN/inf become None, as JSON has no NaN)."""
-        payload = _json_safe(asdict(self))
+        payload = json_safe(asdict(self))
         payload["format_version"] = RESULT_FORMAT_VERSION
         return payload
 
@@ -129,17 +130,3 @@ def read_result(run_dir: str | Path) -> RunResult | None:
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err}); delete it to rerun that run") from err
     return RunResult.from_json(payload, source=str(path))
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return _json_safe(value.item())
-    if isinstance(value, Path):
-        return str(value)
-    return value

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from video_eleatt.config_files import ConfigNameError, find_config
-from video_eleatt.fileio import write_failure_reason
+from video_eleatt.fileio import atomic_write_text, json_safe, write_failure_reason
 
 # Below --output_dir (default: the current folder): the data, and the comparison's folder
 # (runs/demo, or runs/demo_<tags> for options that change the results).
@@ -541,8 +541,6 @@ def write_summary_file(
     plan: DemoPlan, outcome: Any, attention: Any, seconds: dict[str, float], cache_dir: Path
 ) -> Path:
     """``<output_dir>/demo_summary.json``, written atomically."""
-    from video_eleatt.training.callbacks import atomic_write_text, json_safe
-
     data = {
         "dataset": str(plan.dataset_root),
         "cache_dir": str(cache_dir),

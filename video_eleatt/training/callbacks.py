@@ -19,7 +19,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.cli import SaveConfigCallback
 
-from video_eleatt.fileio import atomic_write_bytes
+from video_eleatt.fileio import atomic_write_text, json_safe
 from video_eleatt.progress import progress_bar
 from video_eleatt.training.data import say
 from video_eleatt.training.metrics import per_class_accuracy, save_confusion_matrix
@@ -41,29 +41,6 @@ HISTORY_COLUMNS = (
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 PREDICT_TOP_K = 5
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Writes a UTF-8 text file so readers see the old or the whole new content
-    (:func:`video_eleatt.fileio.atomic_write_bytes`)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def json_safe(value: Any) -> Any:
-    """Tensors and numpy scalars to Python numbers, NaN/inf to None, paths to str."""
-    if isinstance(value, torch.Tensor):
-        value = value.tolist()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item):
-        return json_safe(value.item())
-    return value
 
 
 class RunConfigCallback(SaveConfigCallback):

@@ -40,16 +40,19 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.trainer.states import TrainerStatus
 
 from video_eleatt.config_files import ConfigNameError, resolve_config_args
-from video_eleatt.fileio import atomic_write_bytes, write_failure_reason
+from video_eleatt.fileio import (
+    atomic_write_bytes,
+    atomic_write_text,
+    json_safe,
+    write_failure_reason,
+)
 from video_eleatt.training.callbacks import (
     EpochHistory,
     EvaluationWriter,
     PredictionWriter,
     ProgressLines,
     RunConfigCallback,
-    atomic_write_text,
     is_terminal,
-    json_safe,
 )
 from video_eleatt.training.data import FeatureDataModule, say
 from video_eleatt.training.errors import TrainingError

@@ -318,7 +318,7 @@ def test_every_shipped_config_parses(monkeypatch, capsys):
 def test_predict_with_checkpoint_goes_to_raw_video_prediction(monkeypatch, capsys):
     seen = []
     fake = types.SimpleNamespace(main=lambda argv: seen.append(argv) or 0)
-    monkeypatch.setitem(__import__("sys").modules, "video_eleatt.predict_video", fake)
+    monkeypatch.setitem(__import__("sys").modules, "video_eleatt.inference.cli", fake)
     assert dispatcher.main(["predict", "--checkpoint", "m.ckpt", "a.mp4"]) == 0
     assert seen == [["--checkpoint", "m.ckpt", "a.mp4"]]
     assert dispatcher.main(["predict", "--checkpoint=m.ckpt", "b.mp4"]) == 0

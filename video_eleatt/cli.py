@@ -1,56 +1,159 @@
 """The ``video-eleatt`` command: one entry point, one subcommand per step of the pipeline.
 
-Subcommands are looked up in a literal table and imported only when run, so
-``video-eleatt --help`` is fast and a broken optional step cannot break the others.
-Each target is a function ``main(argv: list[str]) -> int | None``. A ``--config`` value may
-be a shipped config's name (``video_eleatt.config_files``): it becomes a path here, before the
-command's parser sees it.
+Each subcommand is a small function below that imports its module and runs it
+(``run(args: list[str]) -> int | None``, ``args`` without the command's name). Those imports
+sit inside the functions on purpose: only the command that runs is loaded, so
+``video-eleatt --help`` is fast and a broken optional step cannot break the others. A
+``--config`` value may be a shipped config's name (``video_eleatt.config_files``): it becomes
+a path here, before the command's parser sees it.
+
+``predict`` has two forms: ``predict --checkpoint <ckpt> <video> ...`` classifies raw videos
+(:mod:`video_eleatt.inference.cli`); without ``--checkpoint`` it is Lightning's predict over a
+feature cache (:mod:`video_eleatt.training.cli`).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
+from collections.abc import Callable
 
 from video_eleatt.config_files import ConfigNameError, resolve_config_args
 from video_eleatt.envcheck import version_report
 
-# name -> ("module:function", one-line help). The training verbs receive their own name
-# as argv[0] because LightningCLI parses the subcommand itself.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("video_eleatt.demo.main:main", "the main job: demo data, extraction, comparison"),
-    "configs": ("video_eleatt.config_cli:main", "list the shipped configs; copy them to edit"),
-    "make-demo-data": ("video_eleatt.demo.cli:generate_main", "write the demo video dataset"),
-    "toy": ("video_eleatt.models.toy:main", "baseline vs EleAtt GRU on a generated sequence task"),
-    "datasets": ("video_eleatt.datasets.cli:datasets_main", "list the supported dataset formats"),
-    "describe": ("video_eleatt.datasets.cli:describe_main", "counts per split and class"),
-    "check": (
-        "video_eleatt.features.cli:check_main",
-        "preflight for extract: find the videos it cannot decode (same options)",
-    ),
-    "extract": ("video_eleatt.features.cli:extract_main", "extract per-frame CNN features"),
-    "verify": ("video_eleatt.features.cli:verify_main", "check a cache against its manifest"),
-    "pack": ("video_eleatt.features.cli:pack_main", "build the read-optimised form of a cache"),
-    "import-features": (
-        "video_eleatt.features.cli:import_main",
-        "turn a folder of per-video .npy features into a cache",
-    ),
-    "fit": ("video_eleatt.training.cli:main", "train (LightningCLI)"),
-    "validate": ("video_eleatt.training.cli:main", "evaluate on the validation split"),
-    "test": ("video_eleatt.training.cli:main", "evaluate on the test split"),
-    "predict": (
-        "video_eleatt.training.cli:main",
-        "class scores for cached features, or for raw videos with --checkpoint",
-    ),
-    "compare": ("video_eleatt.compare.cli:main", "baseline vs EleAtt over seeds, with a report"),
-    "attention": ("video_eleatt.compare.cli:attention_main", "attention maps of a trained model"),
+Command = Callable[[list[str]], "int | None"]
+
+# Every function imports its module when it runs (start-up time, see the module docstring).
+
+
+def _demo(args: list[str]) -> int | None:
+    from video_eleatt.demo.main import main
+
+    return main(args)
+
+
+def _configs(args: list[str]) -> int | None:
+    from video_eleatt.config_cli import main
+
+    return main(args)
+
+
+def _make_demo_data(args: list[str]) -> int | None:
+    from video_eleatt.demo.cli import generate_main
+
+    return generate_main(args)
+
+
+def _toy(args: list[str]) -> int | None:
+    from video_eleatt.models.toy import main
+
+    return main(args)
+
+
+def _datasets(args: list[str]) -> int | None:
+    from video_eleatt.datasets.cli import datasets_main
+
+    return datasets_main(args)
+
+
+def _describe(args: list[str]) -> int | None:
+    from video_eleatt.datasets.cli import describe_main
+
+    return describe_main(args)
+
+
+def _check(args: list[str]) -> int | None:
+    from video_eleatt.features.cli import check_main
+
+    return check_main(args)
+
+
+def _extract(args: list[str]) -> int | None:
+    from video_eleatt.features.cli import extract_main
+
+    return extract_main(args)
+
+
+def _verify(args: list[str]) -> int | None:
+    from video_eleatt.features.cli import verify_main
+
+    return verify_main(args)
+
+
+def _pack(args: list[str]) -> int | None:
+    from video_eleatt.features.cli import pack_main
+
+    return pack_main(args)
+
+
+def _import_features(args: list[str]) -> int | None:
+    from video_eleatt.features.cli import import_main
+
+    return import_main(args)
+
+
+def _training(verb: str) -> Command:
+    """``fit``/``validate``/``test``: LightningCLI parses the verb itself, so it goes first."""
+
+    def run(args: list[str]) -> int | None:
+        from video_eleatt.training.cli import main
+
+        return main([verb, *args])
+
+    return run
+
+
+def _predict(args: list[str]) -> int | None:
+    if _raw_video_form(args):
+        from video_eleatt.inference.cli import main as predict_videos
+
+        return predict_videos(args)
+    if any(arg in ("-h", "--help") for arg in args):
+        # two forms; Lightning's help only knows the feature-cache one
+        from video_eleatt.inference.cli import build_parser
+
+        print(build_parser().format_help())
+        print("video-eleatt predict without --checkpoint: Lightning's predict over a cache\n")
+    from video_eleatt.training.cli import main
+
+    return main(["predict", *args])
+
+
+def _compare(args: list[str]) -> int | None:
+    from video_eleatt.compare.cli import main
+
+    return main(args)
+
+
+def _attention(args: list[str]) -> int | None:
+    from video_eleatt.compare.cli import attention_main
+
+    return attention_main(args)
+
+
+# name -> (function, one-line help)
+COMMANDS: dict[str, tuple[Command, str]] = {
+    "demo": (_demo, "the main job: demo data, extraction, comparison"),
+    "configs": (_configs, "list the shipped configs; copy them to edit"),
+    "make-demo-data": (_make_demo_data, "write the demo video dataset"),
+    "toy": (_toy, "baseline vs EleAtt GRU on a generated sequence task"),
+    "datasets": (_datasets, "list the supported dataset formats"),
+    "describe": (_describe, "counts per split and class"),
+    "check": (_check, "preflight for extract: find the videos it cannot decode (same options)"),
+    "extract": (_extract, "extract per-frame CNN features"),
+    "verify": (_verify, "check a cache against its manifest"),
+    "pack": (_pack, "build the read-optimised form of a cache"),
+    "import-features": (_import_features, "turn a folder of per-video .npy features into a cache"),
+    "fit": (_training("fit"), "train (LightningCLI)"),
+    "validate": (_training("validate"), "evaluate on the validation split"),
+    "test": (_training("test"), "evaluate on the test split"),
+    "predict": (_predict, "class scores for cached features, or for raw videos with --checkpoint"),
+    "compare": (_compare, "baseline vs EleAtt over seeds, with a report"),
+    "attention": (_attention, "attention maps of a trained model"),
 }
 
+# Their --config also has the short form -c (LightningCLI's).
 TRAINING_VERBS = ("fit", "validate", "test", "predict")
-# ``predict --checkpoint <ckpt> <video> ...`` classifies raw videos; ``predict`` without
-# --checkpoint is Lightning's predict over a feature cache (the "predict" entry above).
-RAW_VIDEO_PREDICT = "video_eleatt.predict_video"
 # Commands whose backbone shares the CPU with decode worker processes. OpenMP threads that
 # spin-wait between layers take CPU time the decoders need; libgomp reads this setting when
 # torch is loaded, so it is set before the command's module is imported (a value the user
@@ -75,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] in ("--version", "-V"):
         print(version_report())
         return 0
-    name = argv[0]
+    name, args = argv[0], argv[1:]
     if name not in COMMANDS:
         print(
             f"video-eleatt: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}",
@@ -84,26 +187,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if name in PASSIVE_OPENMP_COMMANDS:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    target, _ = COMMANDS[name]
-    module_name, function_name = target.split(":")
-    raw_videos = name == "predict" and _raw_video_form(argv[1:])
-    if raw_videos:
-        module_name, function_name = RAW_VIDEO_PREDICT, "main"
-    elif name == "predict" and any(arg in ("-h", "--help") for arg in argv[1:]):
-        # predict has two forms; Lightning's help only knows the feature-cache one
-        print(importlib.import_module(RAW_VIDEO_PREDICT).build_parser().format_help())
-        print("video-eleatt predict without --checkpoint: Lightning's predict over a cache\n")
-    module = importlib.import_module(module_name)
-    function = getattr(module, function_name)
-    args = argv if name in TRAINING_VERBS and not raw_videos else argv[1:]
     flags = ("--config", "-c") if name in TRAINING_VERBS else ("--config",)
     try:
         args = resolve_config_args(args, flags)
     except ConfigNameError as err:
         print(f"video-eleatt {name}: error: {err}", file=sys.stderr)
         return 2
-    result = function(args)
-    return int(result or 0)
+    run, _ = COMMANDS[name]
+    return int(run(args) or 0)
 
 
 def _raw_video_form(args: list[str]) -> bool:

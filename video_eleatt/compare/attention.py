@@ -1,4 +1,4 @@
-"""What the first EleAtt layer attends to: per-dimension statistics, time courses, frame overlays.
+"""What the first EleAtt layer attends to over a data set: per-dimension statistics, time courses.
 
 Three analyses of a trained EleAtt model (the gate a_t in R^D of the first layer, which acts
 directly on the per-frame CNN features):
@@ -9,16 +9,11 @@ directly on the per-frame CNN features):
    Written as ``attention_per_dim.csv``, ``attention_per_class.csv`` and two figures.
 2. **Over time** for chosen videos: a heatmap (dimensions x time) of a_t, restricted to the
    ``top_k`` dimensions that vary most over time in that video when D is large.
-3. **Spatial overlay** -- OUR EXTENSION, NOT THE PAPER'S METHOD. The paper shows first-layer
-   attention on skeleton joints; for RGB features there is no such anatomy. When the cached
-   features are globally average-pooled last-layer maps of a CNN, channel c of x_t is the
-   spatial mean of map F_t[c] (C == D), so a_t[c] * x_t[c] is the spatial mean of
-   a_t[c] * F_t[c]. The map ``M_t = sum_c a_t[c] F_t[c]`` (upsampled to the frame) shows
-   where in the frame the attended feature mass comes from; ``sum_c F_t[c]`` (the gate held
-   at 1) is drawn beside it for contrast, and for non-negative (post-ReLU) maps their ratio,
-   the feature-weighted mean gate at each location (how much of the features found there
-   the gate lets through). It says nothing about what the later layers or the classifier do
-   with those features (it is not a class activation map).
+3. **Spatial overlay** over the frames (our extension, not the paper's method) lives with
+   inference, where ``predict --attention_overlay`` uses it too:
+   :mod:`video_eleatt.inference.spatial`.
+
+The gate values themselves are read by :mod:`video_eleatt.inference.gates`.
 """
 
 from __future__ import annotations
@@ -26,22 +21,16 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from video_eleatt.compare.plots import new_figure, save_figure
-
-OVERLAY_NOTE = (
-    "Spatial overlay: our extension, not the paper's method (see video_eleatt.compare.attention)."
-)
-
-
-class AttentionError(ValueError):
-    """The model, checkpoint or video cannot be analysed (the message says why and the fix)."""
+from video_eleatt.figures import new_figure, save_figure
+from video_eleatt.inference.errors import AttentionError
+from video_eleatt.inference.gates import check_has_attention, first_layer_attention
 
 
 @dataclass
@@ -132,49 +121,6 @@ class AttentionAccumulator:
             num_videos=len(self.video_means),
             num_steps=n,
         )
-
-
-def check_has_attention(model: nn.Module) -> None:
-    """Raise :class:`AttentionError` unless ``model`` (a SequenceClassifier) has an EleAtt layer."""
-    config = getattr(model, "config", None)
-    if getattr(config, "num_eleatt_layers", 0) < 1:
-        raise AttentionError(
-            f"the model has no EleAtt layer (num_eleatt_layers = "
-            f"{getattr(config, 'num_eleatt_layers', '?')}): a baseline has no attention gate to "
-            "analyse; pass the checkpoint of an EleAtt variant"
-        )
-
-
-@torch.no_grad()
-def first_layer_attention(
-    model: nn.Module, features: Tensor, lengths: Tensor | None = None, layer: int = 0
-) -> list[np.ndarray]:
-    """Gate values a_t of one EleAtt layer for a batch, cut to each video's valid steps.
-
-    Args:
-        model: A :class:`~video_eleatt.models.SequenceClassifier` with an EleAtt layer.
-        features: (B, T, D) features on the model's device.
-        lengths: (B,) valid lengths, or None when all are T.
-        layer: Which EleAtt layer (0 = the first, the one acting on the CNN features).
-
-    Returns:
-        One float32 array (T_i, D_layer) per video.
-    """
-    check_has_attention(model)
-    was_training = model.training
-    model.eval()
-    try:
-        _, attentions = model(features, lengths=lengths, return_attention=True)
-    finally:
-        model.train(was_training)
-    if not 0 <= layer < len(attentions):
-        raise AttentionError(
-            f"layer {layer} asked, but the model has {len(attentions)} EleAtt layer(s)"
-        )
-    attention = attentions[layer].float().cpu().numpy()  # (B, T, D)
-    if lengths is None:
-        return list(attention)
-    return [attention[i, : int(length)] for i, length in enumerate(lengths.tolist())]
 
 
 def collect_attention(
@@ -391,212 +337,3 @@ def plot_attention_over_time(
     axes.set_ylabel("feature dimension")
     axes.set_title(f"{title}{subset}")
     return save_figure(figure, Path(path))
-
-
-# ---------------------------------------------------------------- spatial overlay (extension)
-
-
-@dataclass
-class OverlayResult:
-    """Output of :func:`attention_overlay_maps`.
-
-    Attributes:
-        attended: (T, h, w) sum_c a_t[c] F_t[c], upsampled to the frame size.
-        unweighted: (T, h, w) sum_c F_t[c] (the gate held at 1), same size.
-        files: PNG / GIF written by the drawing functions.
-    """
-
-    attended: np.ndarray
-    unweighted: np.ndarray
-    files: list[Path] = field(default_factory=list)
-
-
-@torch.no_grad()
-def spatial_feature_maps(backbone: nn.Module, images: Tensor) -> Tensor:
-    """The last spatial feature maps (N, C, H', W') that the backbone pools into its features.
-
-    timm models: ``forward_features`` (ViT-style token outputs are reshaped to a grid after
-    dropping prefix tokens). Other models (torchvision): the input of the last
-    ``nn.AdaptiveAvgPool2d`` is captured with a hook during a normal forward pass.
-
-    Args:
-        backbone: The frame backbone (eval mode).
-        images: (N, 3, h, w) normalised input.
-
-    Returns:
-        (N, C, H', W') float32.
-    """
-    backbone.eval()
-    if hasattr(backbone, "forward_features"):
-        maps = backbone.forward_features(images)
-        if maps.ndim == 3:  # (N, tokens, C): a transformer
-            prefix = int(getattr(backbone, "num_prefix_tokens", 0))
-            tokens = maps[:, prefix:]
-            side = math.isqrt(tokens.shape[1])
-            if side * side != tokens.shape[1]:
-                raise AttentionError(
-                    f"cannot arrange {tokens.shape[1]} tokens into a square grid for the overlay"
-                )
-            maps = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
-        if maps.ndim != 4:
-            raise AttentionError(
-                f"backbone forward_features gave shape {tuple(maps.shape)}; expected (N, C, H, W)"
-            )
-        return maps.float()
-    pools = [m for m in backbone.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
-    if not pools:
-        raise AttentionError(
-            f"{type(backbone).__name__} has neither forward_features nor an AdaptiveAvgPool2d: "
-            "cannot find its last spatial feature maps for the overlay"
-        )
-    captured: list[Tensor] = []
-    handle = pools[-1].register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
-    try:
-        backbone(images)
-    finally:
-        handle.remove()
-    return captured[-1].float()
-
-
-def attention_overlay_maps(
-    feature_maps: Tensor, attention: np.ndarray | Tensor, frame_size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weight channels by the attention and sum: ``sum_c a_t[c] F_t[c]``, upsampled.
-
-    Args:
-        feature_maps: (T, C, H', W') backbone maps of the video's sampled frames.
-        attention: (T, D) first-layer attention of the same steps; needs C == D.
-        frame_size: (h, w) to upsample to (the backbone input size).
-
-    Returns:
-        ``(attended, unweighted)``, each (T, h, w) float32.
-    """
-    attention = torch.as_tensor(np.asarray(attention), dtype=torch.float32)
-    num_steps, channels = feature_maps.shape[:2]
-    if attention.shape != (num_steps, channels):
-        raise AttentionError(
-            f"attention has shape {tuple(attention.shape)} but the backbone maps have "
-            f"{num_steps} frames x {channels} channels: the overlay needs one attention value per "
-            "channel (features that are globally pooled last-layer maps of this backbone, C == D)"
-        )
-    attended = torch.einsum("tchw,tc->thw", feature_maps, attention)  # (T, H', W')
-    unweighted = feature_maps.sum(dim=1)  # (T, H', W')
-    stacked = torch.stack([attended, unweighted], dim=1)  # (T, 2, H', W')
-    upsampled = torch.nn.functional.interpolate(
-        stacked, size=frame_size, mode="bilinear", align_corners=False
-    )  # (T, 2, h, w)
-    return upsampled[:, 0].numpy(), upsampled[:, 1].numpy()
-
-
-def _normalise(maps: np.ndarray) -> np.ndarray:
-    """Min-max over the whole video (not per frame), so frames stay comparable."""
-    low, high = float(maps.min()), float(maps.max())
-    return (maps - low) / (high - low) if high > low else np.zeros_like(maps)
-
-
-def relative_attention_map(attended: np.ndarray, unweighted: np.ndarray) -> np.ndarray | None:
-    """Per location, the feature-weighted mean gate: ``sum_c a_c F_c / sum_c F_c``.
-
-    Where the features are strong, this says how much of them the gate lets through, whatever
-    their magnitude. Defined for non-negative maps (post-ReLU CNN features); None otherwise.
-    Locations with (almost) no feature mass get the video's mean value.
-
-    Args:
-        attended: (T, h, w) attention-weighted maps.
-        unweighted: (T, h, w) unweighted maps.
-
-    Returns:
-        (T, h, w) values in the range of the attention, or None.
-    """
-    if unweighted.min() < 0:
-        return None
-    floor = 1e-3 * float(unweighted.max())
-    valid = unweighted > floor
-    if not valid.any():
-        return None
-    relative = np.full_like(attended, float(attended[valid].sum() / unweighted[valid].sum()))
-    relative[valid] = attended[valid] / unweighted[valid]
-    return relative
-
-
-def draw_overlay_grid(
-    frames: np.ndarray,
-    attended: np.ndarray,
-    unweighted: np.ndarray,
-    path: str | Path,
-    title: str,
-    timestamps: Sequence[float] | None = None,
-    max_frames: int = 8,
-) -> Path:
-    """PNG grid: the frames, then over them the gate-at-1 map, the attention-weighted map and
-    (for non-negative features) the mean gate per location.
-
-    Args:
-        frames: (T, h, w, 3) uint8 frames as the backbone saw them (resized and cropped).
-        attended: (T, h, w) attention-weighted maps.
-        unweighted: (T, h, w) unweighted maps.
-        path: Output PNG.
-        title: Figure title.
-        timestamps: (T,) seconds, for the column titles.
-        max_frames: Columns at most (frames evenly spaced over the video).
-
-    Returns:
-        ``path``.
-    """
-    num_steps = frames.shape[0]
-    columns = np.unique(np.linspace(0, num_steps - 1, min(num_steps, max_frames)).round()).astype(
-        int
-    )
-    rows: list[tuple[str, np.ndarray | None]] = [
-        ("frame", None),
-        ("features (gate = 1)", _normalise(unweighted)),
-        ("attention-weighted", _normalise(attended)),
-    ]
-    relative = relative_attention_map(attended, unweighted)
-    if relative is not None:
-        low, high = float(relative.min()), float(relative.max())
-        rows.append((f"mean gate here\n({low:.3f} to {high:.3f})", _normalise(relative)))
-    figure = new_figure(2.0 * len(columns) + 0.5, 2.2 * len(rows))
-    for row, (row_title, maps) in enumerate(rows):
-        for column, step in enumerate(columns):
-            axes = figure.add_subplot(len(rows), len(columns), row * len(columns) + column + 1)
-            axes.imshow(frames[step])
-            if maps is not None:
-                axes.imshow(maps[step], cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
-            axes.set_xticks([])
-            axes.set_yticks([])
-            if row == 0:
-                when = f"{timestamps[step]:.1f}s" if timestamps is not None else ""
-                axes.set_title(f"step {step} {when}".strip(), fontsize=8)
-            if column == 0:
-                axes.set_ylabel(row_title, fontsize=8)
-    figure.suptitle(f"{title}\n{OVERLAY_NOTE}", fontsize=9)
-    return save_figure(figure, Path(path))
-
-
-def save_overlay_gif(
-    frames: np.ndarray, attended: np.ndarray, path: str | Path, frame_duration_ms: int = 250
-) -> Path:
-    """Animated GIF of the attention-weighted map blended over every frame (PIL).
-
-    Args:
-        frames: (T, h, w, 3) uint8.
-        attended: (T, h, w) maps.
-        path: Output .gif.
-        frame_duration_ms: Display time per frame.
-
-    Returns:
-        ``path``.
-    """
-    from matplotlib import colormaps
-    from PIL import Image
-
-    heat = colormaps["jet"](_normalise(attended))[..., :3]  # (T, h, w, 3) in [0, 1]
-    blended = (0.55 * frames.astype(np.float32) / 255.0 + 0.45 * heat) * 255.0
-    images = [Image.fromarray(np.clip(b, 0, 255).astype(np.uint8)) for b in blended]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(
-        path, save_all=True, append_images=images[1:], duration=frame_duration_ms, loop=0
-    )
-    return path

@@ -12,39 +12,42 @@ Output folder (default ``<run_dir>/attention-<subset>``)::
     attention_per_class.csv|.png      mean per class
     time_<video>.png                  dims x time heatmap per chosen video
     overlay_<video>.png|.gif          spatial overlay (our extension, not the paper's method)
+
+The checkpoint and backbone are rebuilt by :mod:`video_eleatt.inference.checkpoints` and the
+overlays drawn by :mod:`video_eleatt.inference.spatial`; what stays here knows comparison
+runs (:func:`resolve_checkpoint`) and writes the analysis folder.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from torch import nn
 
 from video_eleatt.compare.attention import (
-    OVERLAY_NOTE,
-    AttentionError,
     AttentionStats,
-    attention_overlay_maps,
-    check_has_attention,
     collect_attention,
-    draw_overlay_grid,
-    first_layer_attention,
     plot_attention_over_time,
-    save_overlay_gif,
-    spatial_feature_maps,
     write_attention_stats,
 )
-
-# Recomputed features farther than this (relative) from the cached ones: warn that the
-# backbone or preprocessing differs from the extraction.
-FEATURE_MISMATCH_TOLERANCE = 0.05
-MAX_GIF_STEPS = 64
+from video_eleatt.compare.results import read_result
+from video_eleatt.datasets import DatasetSpec, load_index
+from video_eleatt.features import CacheError, open_features
+from video_eleatt.features.backbones import build_backbone
+from video_eleatt.fileio import safe_name
+from video_eleatt.inference.checkpoints import (
+    backbone_config_from_cache,
+    load_classifier,
+    preprocess_from_cache,
+)
+from video_eleatt.inference.errors import AttentionError
+from video_eleatt.inference.spatial import OVERLAY_NOTE, overlay_video
+from video_eleatt.training.errors import TrainingError
+from video_eleatt.training.run import find_best_checkpoint
 
 
 @dataclass
@@ -135,15 +138,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if path.is_file():
         return path
     if path.is_dir():
-        from video_eleatt.compare.results import read_result
-        from video_eleatt.training.run import find_best_checkpoint
-
         result = read_result(path)  # a comparison run: the checkpoint its report tested
         tested = (result.extra.get("tested_checkpoint") if result else None) or ""
         if tested and Path(tested).is_file():
             return Path(tested)
-        from video_eleatt.training.errors import TrainingError
-
         try:
             return find_best_checkpoint(path / "checkpoints")
         except TrainingError as err:
@@ -154,40 +152,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
     )
 
 
-def load_classifier(checkpoint: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
-    """The trained :class:`SequenceClassifier` (eval mode) and the checkpoint's data record.
-
-    Loaded with ``weights_only=True`` (no pickled code).
-
-    Returns:
-        ``(classifier, data)`` where ``data`` holds ``cache_dir``, ``dataset``, ``split``,
-        ``class_names`` (empty when the checkpoint has no record).
-    """
-    from video_eleatt.training.module import CHECKPOINT_KEY, ActionClassifier
-
-    path = resolve_checkpoint(checkpoint)
-    try:
-        module = ActionClassifier.load_from_checkpoint(path, map_location=device, weights_only=True)
-        record = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:
-        raise AttentionError(
-            f"cannot load checkpoint {path}: {type(err).__name__}: {err}. Expected a checkpoint "
-            "written by `video-eleatt fit` (or `compare`)"
-        ) from err
-    data = dict((record.get(CHECKPOINT_KEY) or {}).get("data") or {})
-    classifier = module.classifier.eval()
-    check_has_attention(classifier)
-    return classifier, data
-
-
 def subset_videos(data: dict, cache: Any, subset: str) -> tuple[list[tuple[str, int | None]], str]:
     """(rel_path, label) of the subset's videos that have features, and a description.
 
     Uses the dataset index of the checkpoint's split; when it cannot be read (dataset moved),
     falls back to every video of the cache and says so.
     """
-    from video_eleatt.datasets import DatasetSpec, load_index
-
     ok = set(cache.ok_keys())
     spec_values = data.get("dataset")
     if spec_values:
@@ -212,70 +182,6 @@ def default_videos(videos: Sequence[tuple[str, int | None]], num_videos: int) ->
         first.setdefault(label, rel_path)
     labels = sorted(first, key=lambda label: -1 if label is None else label)
     return [first[label] for label in labels[:num_videos]]
-
-
-def backbone_config_from_cache(cache_config: dict, weights_file: str | None = None) -> Any:
-    """The :class:`BackboneConfig` that made a cache, from its recorded identity.
-
-    Raises:
-        AttentionError: the cache records no backbone, or its weights came from a file that
-            is not given (or whose sha256 differs).
-    """
-    from video_eleatt.features.backbones import BackboneConfig, file_sha256
-
-    identity = (cache_config.get("features") or {}).get("backbone")
-    if not isinstance(identity, dict) or "name" not in identity:
-        raise AttentionError(
-            f"the cache records no backbone (features.backbone = {identity!r}); the overlay "
-            "needs the backbone that made the features (caches made by `video-eleatt extract`)"
-        )
-    weights = str(identity.get("weights", "pretrained"))
-    seed = 0
-    match = re.fullmatch(r"random-init seed (\d+)", weights)
-    if match:
-        weights, seed = "random", int(match.group(1))
-    elif weights.startswith("file sha256:"):
-        expected = weights.split(":", 1)[1]
-        if not weights_file:
-            raise AttentionError(
-                "the cache's backbone weights came from a file (sha256 "
-                f"{expected[:12]}...); pass it as --backbone_weights <file>"
-            )
-        if file_sha256(weights_file) != expected:
-            raise AttentionError(
-                f"--backbone_weights {weights_file} is not the file the cache was made with "
-                f"(sha256 differs from {expected[:12]}...)"
-            )
-        weights = weights_file
-    elif weights.startswith("torchvision:"):
-        member = weights.rsplit(".", 1)[-1]
-        weights = "pretrained" if member == "DEFAULT" else member
-    else:  # "timm:<arch>.<tag>": the tag is part of the name or the default
-        weights = "pretrained"
-    return BackboneConfig(
-        name=str(identity["name"]),
-        library=str(identity.get("library", "timm")),
-        weights=weights,
-        seed=seed,
-        model_kwargs=dict(identity.get("model_kwargs") or {}),
-    )
-
-
-def preprocess_from_cache(cache_config: dict) -> Any:
-    """The :class:`PreprocessConfig` recorded by the extraction."""
-    from video_eleatt.features.preprocess import PreprocessConfig
-
-    recorded = (cache_config.get("features") or {}).get("preprocess")
-    if not isinstance(recorded, dict):
-        raise AttentionError("the cache records no preprocessing (features.preprocess)")
-    resize = recorded["resize_size"]
-    return PreprocessConfig(
-        crop_size=tuple(recorded["crop_size"]),
-        resize_size=resize if isinstance(resize, int) else tuple(resize),
-        interpolation=recorded["interpolation"],
-        mean=tuple(recorded["mean"]),
-        std=tuple(recorded["std"]),
-    )
 
 
 # ----------------------------------------------------------------------------- the analyses
@@ -349,12 +255,6 @@ def analyse_attention(
     return AttentionOutcome(output_dir=output_dir, files=files, stats=stats)
 
 
-def safe_name(rel_path: str) -> str:
-    """A file-name-safe form of a rel_path (``a/b c.avi`` -> ``a_b_c``)."""
-    stem = rel_path.rsplit(".", 1)[0] if "." in rel_path.rsplit("/", 1)[-1] else rel_path
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_") or "video"
-
-
 def _write_summary(
     stats: AttentionStats, output_dir: Path, description: str, chosen: Sequence[str], layer: int
 ) -> Path:
@@ -384,95 +284,12 @@ def _write_summary(
     return path
 
 
-@torch.no_grad()
-def overlay_video(
-    classifier: nn.Module,
-    backbone: nn.Module,
-    preprocess: Any,
-    cache: Any,
-    rel_path: str,
-    video_path: str | Path,
-    output_dir: str | Path,
-    max_frames: int = 8,
-    gif: bool = False,
-    layer: int = 0,
-    device: str = "cpu",
-) -> tuple[list[Path], str | None]:
-    """Spatial overlay of one video (our extension, see :mod:`video_eleatt.compare.attention`).
-
-    Decodes the frames the cache sampled (its ``frame_indices``), preprocesses them as the
-    extraction did, runs the backbone to its last spatial maps, weights the channels by the
-    first-layer attention of the cached features and draws the result over the frames.
-
-    Returns:
-        ``(files, warning)``; the warning says when the recomputed features differ from the
-        cached ones (another backbone, weights or preprocessing than the extraction's).
-    """
-    from video_eleatt.features.preprocess import FramePreprocess, normalize_frames
-    from video_eleatt.video.decode import read_frames
-
-    entry = cache.load(rel_path)
-    features = entry.features.float()  # (T, D)
-    attention = first_layer_attention(classifier, features.unsqueeze(0).to(device), layer=layer)[
-        0
-    ]  # (T, D)
-    num_steps = features.shape[0]
-    limit = num_steps if gif else max_frames
-    steps = np.unique(np.linspace(0, num_steps - 1, min(num_steps, limit, MAX_GIF_STEPS)).round())
-    steps = steps.astype(np.int64)
-    frame_indices = entry.frame_indices.numpy()[steps]
-    _, _, _, decoded = read_frames(video_path, lambda info, timestamps: frame_indices)
-    # decoded: (S, H, W, 3) uint8, in sorted index order == step order
-    if decoded.shape[0] != len(steps):
-        raise AttentionError(
-            f"{video_path}: decoded {decoded.shape[0]} frames for {len(steps)} cached steps"
-        )
-    cropped = FramePreprocess(preprocess, output="uint8")(decoded)  # (S, 3, h, w) uint8
-    images = normalize_frames(cropped.to(device), preprocess)  # (S, 3, h, w) float
-    maps = spatial_feature_maps(backbone.to(device), images).cpu()  # (S, C, H', W')
-    recomputed = maps.mean(dim=(2, 3))  # (S, C)
-    warning = None
-    if recomputed.shape[1] == features.shape[1]:
-        difference = (recomputed - features[steps]).norm() / features[steps].norm().clamp_min(1e-8)
-        if difference > FEATURE_MISMATCH_TOLERANCE:
-            warning = (
-                f"{rel_path}: the backbone's pooled maps differ from the cached features by "
-                f"{float(difference):.1%} (relative); the backbone, its weights or the "
-                "preprocessing are not the extraction's, so the overlay may not show what the "
-                "model saw"
-            )
-    frame_size = (int(cropped.shape[2]), int(cropped.shape[3]))
-    attended, unweighted = attention_overlay_maps(maps, attention[steps], frame_size)
-    frames = cropped.permute(0, 2, 3, 1).numpy()  # (S, h, w, 3)
-    timestamps = entry.timestamps.numpy()[steps]
-    output_dir = Path(output_dir)
-    name = safe_name(rel_path)
-    shown = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), max_frames)).round())
-    shown = shown.astype(np.int64)
-    files = [
-        draw_overlay_grid(
-            frames[shown],
-            attended[shown],
-            unweighted[shown],
-            output_dir / f"overlay_{name}.png",
-            f"{rel_path}: first-layer attention over the frames",
-            timestamps[shown],
-            max_frames,
-        )
-    ]
-    if gif:
-        files.append(save_overlay_gif(frames, attended, output_dir / f"overlay_{name}.gif"))
-    return files, warning
-
-
 def run_attention(config: AttentionConfig) -> AttentionOutcome:
     """The whole ``video-eleatt attention`` command.
 
     Raises:
         AttentionError: unusable checkpoint, cache, subset or video names.
     """
-    from video_eleatt.features import CacheError, open_features
-
     checkpoint = resolve_checkpoint(config.checkpoint)
     classifier, data = load_classifier(checkpoint, config.device)
     cache_path = config.cache or data.get("cache_dir")
@@ -521,8 +338,6 @@ def _overlays(
     config: AttentionConfig,
     outcome: AttentionOutcome,
 ) -> None:
-    from video_eleatt.features.backbones import build_backbone
-
     try:
         backbone_config = backbone_config_from_cache(cache.config, config.backbone_weights)
         backbone = build_backbone(backbone_config).model

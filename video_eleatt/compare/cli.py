@@ -62,9 +62,9 @@ def attention_main(argv: list[str]) -> int:
         0 when everything asked was written, 1 when some overlays failed (listed), 2 for bad
         input.
     """
-    from video_eleatt.compare.attention import AttentionError
     from video_eleatt.compare.attention_run import AttentionConfig, run_attention
     from video_eleatt.compare.options import parse_dataclass
+    from video_eleatt.inference.errors import AttentionError
 
     parser = build_attention_parser()
     try:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from video_eleatt.figures import new_figure, save_figure
+
 # Class names are drawn as tick labels only up to this many classes (Kinetics has 400).
 MAX_LABELLED_CLASSES = 60
 
@@ -31,23 +33,6 @@ class Curve:
     mean: np.ndarray
     std: np.ndarray
     count: np.ndarray
-
-
-def new_figure(width: float, height: float):
-    """A pyplot-free figure on an Agg canvas (safe in threads and without a display)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=110)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def save_figure(figure, path: Path) -> Path:
-    """Write ``figure`` as PNG (parent folders created); returns ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, bbox_inches="tight")
-    return path
 
 
 def plot_curves(

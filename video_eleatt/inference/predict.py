@@ -1,26 +1,25 @@
-"""``video-eleatt predict --checkpoint <ckpt> <video> [<video> ...]``: classify raw videos.
+"""Classify raw videos with a trained checkpoint, through the pipeline its training data took.
 
 Each video goes through the same steps as the training data did, rebuilt from what the
-checkpoint records (``video_eleatt.data.cache_config``: the feature cache's ``config.json``):
-decode (:class:`~video_eleatt.video.decode.VideoReader`), sample frames by time (the cache's
+checkpoint records (``video_eleatt.data.cache_config``: the feature cache's ``config.json``;
+:mod:`video_eleatt.inference.checkpoints`): decode
+(:class:`~video_eleatt.video.decode.VideoReader`), sample frames by time (the cache's
 :class:`~video_eleatt.video.sampling.SamplingConfig`), resize/crop/normalise (the cache's
 preprocessing), the backbone (rebuilt from the cache's identity, in the cache's precision and
 storage dtype), then the trained recurrent model with the run's evaluation protocol (full
-sequence, or the mean of softmax over clips). It prints the top-k classes with their
-probabilities; ``--attention_overlay out.png`` also draws the first EleAtt layer's attention
-over the frames (see :mod:`video_eleatt.compare.attention`; our extension, not the paper's).
+sequence, or the mean of softmax over clips). An overlay draws the first EleAtt layer's
+attention over the frames (:mod:`video_eleatt.inference.spatial`; our extension, not the
+paper's). The command is :mod:`video_eleatt.inference.cli` (``video-eleatt predict
+--checkpoint``).
 
-Exit codes: 0 every video classified; 1 some videos could not be decoded (named, the others
-are still classified); 2 unusable checkpoint or options.
-
->>> main(["--checkpoint", "runs/demo/runs/eleatt_gru/split-default/seed-0/checkpoints/last.ckpt",
-...       "data/demo/motion/UCF-101/Grow/v_Grow_g01_c01.mp4"])  # doctest: +SKIP
+>>> predictor = load_predictor("runs/demo/runs/eleatt_gru/split-default/seed-0/checkpoints/"
+...                            "last.ckpt")  # doctest: +SKIP
+>>> predict_video(predictor, "data/demo/motion/UCF-101/Grow/v_Grow_g01_c01.mp4").top_k
+... # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
-
-class PredictError(ValueError):
-    """The checkpoint or the options cannot be used (the message says why and the fix)."""
+from video_eleatt.features.backbones import BackboneError, build_backbone
+from video_eleatt.features.preprocess import FramePreprocess, PreprocessConfig
+from video_eleatt.features.runner import FeatureRunner
+from video_eleatt.fileio import safe_name
+from video_eleatt.inference.checkpoints import (
+    backbone_config_from_cache,
+    checkpoint_cache_config,
+    preprocess_from_cache,
+    sampling_from_cache,
+)
+from video_eleatt.inference.errors import AttentionError, PredictError
+from video_eleatt.inference.gates import first_layer_attention
+from video_eleatt.inference.spatial import draw_overlay_grid, evenly_spaced, frame_attention_maps
+from video_eleatt.training.data import clip_positions, segment_steps, window_start
+from video_eleatt.training.module import CHECKPOINT_KEY, ActionClassifier
+from video_eleatt.video.decode import read_frames
+from video_eleatt.video.sampling import SamplingConfig, sample_frame_indices
 
 
 @dataclass
@@ -65,69 +78,15 @@ class Predictor:
     """
 
     checkpoint: Path
-    module: Any  # ActionClassifier, eval mode
-    runner: Any  # features.extract.FeatureRunner
-    preprocess: Any  # PreprocessConfig
-    sampling: Any  # SamplingConfig
+    module: ActionClassifier  # eval mode
+    runner: FeatureRunner
+    preprocess: PreprocessConfig
+    sampling: SamplingConfig
     storage_dtype: torch.dtype
     class_names: list[str]
     protocol: dict[str, Any]
     device: torch.device
     notes: list[str] = field(default_factory=list)
-
-
-# ----------------------------------------------------------------------------- loading
-
-
-def checkpoint_cache_config(
-    checkpoint: Path, record: dict[str, Any], cache: str | None = None
-) -> dict[str, Any]:
-    """The extraction configuration of the features a checkpoint was trained on.
-
-    From ``--cache`` when given, else the copy the checkpoint holds, else the ``config.json``
-    of the cache directory it names.
-
-    Raises:
-        PredictError: none of those is available (with the fix).
-    """
-    from video_eleatt.features.layout import CacheError, read_config
-
-    if cache is None:
-        data = record.get("data") or {}
-        recorded = data.get("cache_config")
-        if isinstance(recorded, dict) and "features" in recorded:
-            return recorded
-        cache = data.get("cache_dir")
-        if not cache:
-            raise PredictError(
-                f"{checkpoint} records no extraction configuration (no feature cache in its "
-                "'video_eleatt' entry), so the backbone, preprocessing and frame sampling of its "
-                "training features are unknown. Fix: pass --cache <the feature cache directory "
-                "it was trained on>, or use a checkpoint written by `video-eleatt fit` / "
-                "`compare` on a cache made by `video-eleatt extract`"
-            )
-    try:
-        config = read_config(cache)
-    except (CacheError, OSError, ValueError) as err:
-        raise PredictError(
-            f"cannot read the extraction configuration of {checkpoint} from the cache {cache}: "
-            f"{err}. Fix: pass --cache <the feature cache directory it was trained on>"
-        ) from err
-    if "features" not in config:
-        raise PredictError(f"{cache}/config.json has no 'features' section; not an extract cache")
-    return config
-
-
-def _sampling_from_cache(features: dict[str, Any]) -> Any:
-    from video_eleatt.video.sampling import SamplingConfig
-
-    recorded = features.get("sampling")
-    if not isinstance(recorded, dict):
-        raise PredictError(
-            f"the extraction configuration records no frame sampling (features.sampling = "
-            f"{recorded!r}); pass --cache <the cache the model was trained on>"
-        )
-    return SamplingConfig(**recorded)
 
 
 def load_predictor(
@@ -149,15 +108,6 @@ def load_predictor(
     Raises:
         PredictError: unusable checkpoint, configuration or backbone (with the fix).
     """
-    from video_eleatt.compare.attention import AttentionError
-    from video_eleatt.compare.attention_run import (
-        backbone_config_from_cache,
-        preprocess_from_cache,
-    )
-    from video_eleatt.features.backbones import BackboneError, build_backbone
-    from video_eleatt.features.runner import FeatureRunner
-    from video_eleatt.training.module import CHECKPOINT_KEY, ActionClassifier
-
     path = Path(checkpoint)
     if not path.is_file():
         raise PredictError(
@@ -214,7 +164,7 @@ def load_predictor(
         module=module,
         runner=FeatureRunner(backbone, target, precision),
         preprocess=preprocess,
-        sampling=_sampling_from_cache(features),
+        sampling=sampling_from_cache(features),
         storage_dtype=torch.float16 if features.get("dtype") == "float16" else torch.float32,
         class_names=class_names,
         protocol=protocol,
@@ -239,9 +189,6 @@ def video_features(
     Raises:
         VideoDecodeError: the file is missing or cannot be decoded.
     """
-    from video_eleatt.features.preprocess import FramePreprocess
-    from video_eleatt.video.decode import read_frames
-    from video_eleatt.video.sampling import sample_frame_indices
 
     def choose(info, timestamps):
         return sample_frame_indices(info.num_frames, info.fps, predictor.sampling, timestamps)
@@ -264,8 +211,6 @@ def evaluation_batch(features: Tensor, protocol: dict[str, Any]) -> dict[str, Te
     Returns:
         ``{"features": (1, T, D) or (1, N, t, D), "lengths": (1,)}``.
     """
-    from video_eleatt.training.data import clip_positions, segment_steps, window_start
-
     length = features.shape[0]
     if protocol.get("eval_sampling") != "clips":
         return {"features": features[None], "lengths": torch.tensor([length])}
@@ -317,7 +262,7 @@ def draw_overlay(
     path: str | Path,
     max_frames: int = 8,
 ) -> Path:
-    """The spatial attention overlay (:mod:`video_eleatt.compare.attention`) of one video.
+    """The spatial attention overlay (:mod:`video_eleatt.inference.spatial`) of one video.
 
     Args:
         predictor: With an EleAtt model.
@@ -327,40 +272,26 @@ def draw_overlay(
         video: For the title.
         path: Output PNG.
         max_frames: Frames shown.
-    """
-    from video_eleatt.compare.attention import (
-        attention_overlay_maps,
-        check_has_attention,
-        draw_overlay_grid,
-        first_layer_attention,
-        spatial_feature_maps,
-    )
-    from video_eleatt.features.preprocess import normalize_frames
 
+    Raises:
+        AttentionError: the model has no EleAtt layer.
+    """
     classifier = predictor.module.classifier
-    check_has_attention(classifier)
     attention = first_layer_attention(classifier, features[None].to(predictor.device))[0]
-    num_steps = features.shape[0]
-    steps = np.unique(np.linspace(0, num_steps - 1, min(num_steps, max_frames)).round())
-    steps = steps.astype(np.int64)
-    device = predictor.device
-    images = normalize_frames(frames[steps].to(device), predictor.preprocess)  # (S, 3, h, w)
-    maps = spatial_feature_maps(predictor.runner.model, images.float()).cpu()  # (S, C, H', W')
-    frame_size = (int(frames.shape[2]), int(frames.shape[3]))
-    attended, unweighted = attention_overlay_maps(maps, attention[steps], frame_size)
-    top = Path(video).name
+    steps = evenly_spaced(features.shape[0], max_frames)
+    _, attended, unweighted = frame_attention_maps(
+        predictor.runner.model, predictor.preprocess, frames[steps], attention[steps],
+        predictor.device,
+    )  # fmt: skip
     return draw_overlay_grid(
         frames[steps].permute(0, 2, 3, 1).numpy(),
         attended,
         unweighted,
         path,
-        f"{top}: first-layer attention over the frames",
+        f"{Path(video).name}: first-layer attention over the frames",
         timestamps[steps],
         max_frames,
     )
-
-
-# ----------------------------------------------------------------------------- command line
 
 
 def overlay_paths(target: str | None, videos: list[str]) -> list[Path | None]:
@@ -373,114 +304,4 @@ def overlay_paths(target: str | None, videos: list[str]) -> list[Path | None]:
         base = base.with_suffix(".png")
     if len(videos) == 1:
         return [base]
-    from video_eleatt.compare.attention_run import safe_name
-
     return [base.with_name(f"{base.stem}_{safe_name(Path(v).name)}.png") for v in videos]
-
-
-def build_parser() -> Any:
-    """The parser of ``video-eleatt predict --checkpoint``."""
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(
-        prog="video-eleatt predict",
-        description=(
-            "Classify raw videos with a trained checkpoint: decode, sample, extract features "
-            "with the backbone and settings recorded with the checkpoint, and print the top-k "
-            "classes with their probabilities."
-        ),
-        exit_on_error=False,
-    )
-    parser.add_argument("--checkpoint", type=str, required=True, help=".ckpt of fit/compare")
-    parser.add_argument("videos", type=str, nargs="+", help="video files")
-    parser.add_argument("--top_k", type=int, default=5, help="classes shown per video")
-    parser.add_argument(
-        "--attention_overlay",
-        type=str | None,
-        default=None,
-        help="PNG of the first-layer attention over the frames (EleAtt models; several "
-        "videos: one file each, <stem>_<video>.png)",
-    )
-    parser.add_argument("--device", type=str, default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument(
-        "--cache",
-        type=str | None,
-        default=None,
-        help="feature cache to read the extraction settings from, when the checkpoint has none",
-    )
-    parser.add_argument(
-        "--backbone_weights",
-        type=str | None,
-        default=None,
-        help="the backbone's weights file, when the features were extracted with one",
-    )
-    parser.add_argument(
-        "--output", type=str | None, default=None, help="also write the results as JSON lines"
-    )
-    return parser
-
-
-def main(argv: list[str]) -> int:
-    """``video-eleatt predict --checkpoint <ckpt> <video> [<video> ...] [--top_k 5]
-    [--attention_overlay out.png]`` (``argv`` without the verb)."""
-    from jsonargparse import ArgumentError
-
-    from video_eleatt.compare.attention import AttentionError
-    from video_eleatt.video.decode import VideoDecodeError
-
-    parser = build_parser()
-    try:
-        args = parser.parse_args(list(argv))
-    except ArgumentError as err:
-        print(f"video-eleatt predict: error: {err}", file=sys.stderr)
-        return 2
-    if args.top_k < 1:
-        print(f"video-eleatt predict: error: --top_k {args.top_k}: expected >= 1", file=sys.stderr)
-        return 2
-    videos = [str(video) for video in args.videos]
-    try:
-        predictor = load_predictor(args.checkpoint, args.device, args.cache, args.backbone_weights)
-    except PredictError as err:
-        print(f"video-eleatt predict: error: {err}", file=sys.stderr)
-        return 2
-    for note in predictor.notes:
-        print(f"note: {note}", file=sys.stderr)
-    failures: dict[str, str] = {}
-    results: list[VideoPrediction] = []
-    for video, overlay in zip(videos, overlay_paths(args.attention_overlay, videos)):
-        try:
-            result = predict_video(predictor, video, args.top_k, overlay)
-        except (VideoDecodeError, ValueError, AttentionError, OSError) as err:
-            failures[video] = f"{type(err).__name__}: {err}"
-            print(f"{video}: FAILED: {err}", file=sys.stderr, flush=True)
-            continue
-        results.append(result)
-        print(f"{video}: {result.num_steps} frames sampled over {result.duration:.1f} s")
-        for rank, (name, probability) in enumerate(result.top_k, 1):
-            print(f"  {rank}. {name:<24} {probability:.4f}")
-        if result.overlay is not None:
-            print(f"  attention overlay: {result.overlay}")
-        sys.stdout.flush()
-    if args.output:
-        lines = [
-            json.dumps(
-                {
-                    "video": r.video,
-                    "top_k": [{"class": n, "probability": p} for n, p in r.top_k],
-                    "probabilities": dict(zip(predictor.class_names, r.probabilities.tolist())),
-                    "num_steps": r.num_steps,
-                }
-            )
-            for r in results
-        ]
-        from video_eleatt.fileio import atomic_write_text
-
-        atomic_write_text(args.output, "".join(line + "\n" for line in lines))
-    if failures:
-        print(
-            f"{len(failures)} of {len(videos)} video(s) could not be classified: "
-            + ", ".join(failures),
-            file=sys.stderr,
-        )
-        return 1
-    return 0

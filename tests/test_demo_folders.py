@@ -15,7 +15,9 @@ import pytest
 from test_demo_main import QUICK_ARGS, run_quick_demo
 
 from video_eleatt.config_files import shipped_root
-from video_eleatt.demo.main import DemoOptions, main, parse_options, plan_demo
+from video_eleatt.demo.cli import demo_main, parse_options
+from video_eleatt.demo.main import plan_demo
+from video_eleatt.demo.options import DemoOptions
 
 
 def folders(**options) -> tuple[Path, Path]:
@@ -90,7 +92,7 @@ def test_outside_a_checkout_the_demo_reads_the_packages_configs(tmp_path, monkey
 
 def test_a_folder_that_cannot_be_written_is_one_line_naming_it_and_the_fix(tmp_path, capsys):
     (tmp_path / "a_file").write_text("")
-    code = main(["--quick", "--output_dir", str(tmp_path / "a_file" / "out")])
+    code = demo_main(["--quick", "--output_dir", str(tmp_path / "a_file" / "out")])
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1
@@ -105,7 +107,7 @@ def test_a_read_only_current_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(readonly)
     readonly.chmod(0o555)
     try:
-        code = main(["--quick"])
+        code = demo_main(["--quick"])
     finally:
         readonly.chmod(0o755)
     err = capsys.readouterr().err
@@ -128,7 +130,7 @@ def test_two_option_sets_leave_two_separate_intact_outputs(tmp_path_factory, mon
     monkeypatch.chdir(base / "runs")
     one_seed = [*QUICK_ARGS, "--data_dir", str(base / "data"), "--seeds", "[1]"]
     one_seed += ["--attention", "false"]
-    assert main(one_seed) == 0
+    assert demo_main(one_seed) == 0
     second = Path("runs/demo_quick_v2_e1_s1")
     assert second.resolve() != first.resolve()
     assert second.resolve().parent == first.resolve().parent

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from video_eleatt.demo.main import DemoOptions, main, parse_options, plan_demo
+from video_eleatt.demo.cli import demo_main, parse_options
+from video_eleatt.demo.main import plan_demo
+from video_eleatt.demo.options import DemoOptions
 
 QUICK_ARGS = ["--quick", "--videos_per_class", "2", "--epochs", "1", "--parallel", "1"]
 
@@ -21,7 +23,7 @@ def run_quick_demo(base: Path) -> tuple[int, Path, Path]:
     """Runs (or reruns) the reduced demo under ``base``; returns (exit code, data folder,
     comparison folder)."""
     args = [*QUICK_ARGS, "--data_dir", str(base / "data"), "--output_dir", str(base / "runs")]
-    code = main(args)
+    code = demo_main(args)
     plan = plan_demo(parse_options(args))
     return code, plan.data_dir, plan.output_dir
 
@@ -105,7 +107,7 @@ def test_options_that_change_results_get_their_own_folders():
 def test_unwritable_data_dir_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    code = main(
+    code = demo_main(
         [*QUICK_ARGS, "--data_dir", str(blocker / "data"), "--output_dir", str(tmp_path / "runs")]
     )
     err = capsys.readouterr().err
@@ -118,7 +120,7 @@ def test_foreign_folder_at_the_dataset_place_is_left_alone(tmp_path, capsys):
     dataset_root = tmp_path / "data" / "motion_quick_v2"
     dataset_root.mkdir(parents=True)
     (dataset_root / "holiday.mp4").write_bytes(b"mine")
-    code = main(
+    code = demo_main(
         [*QUICK_ARGS, "--data_dir", str(tmp_path / "data"), "--output_dir", str(tmp_path / "runs")]
     )
     err = capsys.readouterr().err
@@ -138,7 +140,9 @@ def test_foreign_folder_at_the_dataset_place_is_left_alone(tmp_path, capsys):
     ],
 )
 def test_bad_options_exit_2_with_the_reason(tmp_path, capsys, args, message):
-    code = main([*args, "--data_dir", str(tmp_path / "d"), "--output_dir", str(tmp_path / "r")])
+    code = demo_main(
+        [*args, "--data_dir", str(tmp_path / "d"), "--output_dir", str(tmp_path / "r")]
+    )
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "d").exists()

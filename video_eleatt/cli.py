@@ -27,9 +27,9 @@ Command = Callable[[list[str]], "int | None"]
 
 
 def _demo(args: list[str]) -> int | None:
-    from video_eleatt.demo.main import main
+    from video_eleatt.demo.cli import demo_main
 
-    return main(args)
+    return demo_main(args)
 
 
 def _configs(args: list[str]) -> int | None:

@@ -15,8 +15,10 @@ reuses what exists and an interrupted run continues. Every option that changes w
 computed (``--quick``, dataset size, epochs, seeds, weights, device) names its own folders
 (:func:`folder_tags`), so no two option sets mix or overwrite each other's report.
 
->>> main([])  # doctest: +SKIP
->>> main(["--quick", "true"])  # doctest: +SKIP
+The command is :func:`video_eleatt.demo.cli.demo_main`; from Python:
+
+>>> run_demo(DemoOptions())  # doctest: +SKIP
+>>> run_demo(DemoOptions(quick=True))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -28,12 +30,26 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+import torch
+import yaml
+
+from video_eleatt.compare.attention_run import AttentionConfig, AttentionOutcome, run_attention
+from video_eleatt.compare.plan import ComparisonError, parse_compare_config
+from video_eleatt.compare.runner import run_comparison
+from video_eleatt.compare.stats import Summary
 from video_eleatt.config_files import ConfigNameError, find_config
+from video_eleatt.demo.options import DemoOptions
+from video_eleatt.demo.synth import DemoDataError, SynthConfig, generate_dataset
+from video_eleatt.features import CacheError
+from video_eleatt.features.backbones import file_sha256
+from video_eleatt.features.config import parse_extract_config
+from video_eleatt.features.extract import run_extraction
 from video_eleatt.fileio import atomic_write_text, json_safe, write_failure_reason
+from video_eleatt.progress import progress_bar
 
 # Below --output_dir (default: the current folder): the data, and the comparison's folder
 # (runs/demo, or runs/demo_<tags> for options that change the results).
@@ -61,45 +77,6 @@ QUICK_FRAMES = 6
 
 class DemoError(RuntimeError):
     """A stage of the demo cannot run (the message says why and the fix)."""
-
-
-@dataclass
-class DemoOptions:
-    """Options of ``video-eleatt demo``.
-
-    Attributes:
-        output_dir: The folder everything goes under (default: the current folder):
-            ``data/demo/`` (the dataset and its feature caches) and ``runs/demo/`` (runs,
-            report, figures, attention), with a suffix naming every option that changes the
-            results (e.g. ``runs/demo_quick``, ``runs/demo_v40_s0-4``).
-        data_dir: Folder of the demo dataset (``<data_dir>/motion``) and its feature caches
-            (``<data_dir>/features``); default ``<output_dir>/data/demo``.
-        videos_per_class: Clips per class of the generated dataset (default: the generator's).
-        seeds: Seeds per variant (default: those of ``configs/demo/compare.yaml``).
-        epochs: Training epochs per run (default: those of ``configs/demo/train.yaml``).
-        device: "cpu", or "cuda" to extract and train on the GPU (when available).
-        pretrained: Use the backbone's pretrained ImageNet weights (needs internet or timm's
-            cache) instead of random weights.
-        backbone_weights: A local weights file (.safetensors / .pth) for the backbone
-            (resnet18 unless ``--quick``), instead of random weights.
-        quick: Smoke-test size: a few videos per class, a tiny backbone, 2 seeds, 2 epochs.
-        parallel: Comparison runs at once (each on its own CPU core).
-        num_workers: Processes generating and decoding videos.
-        attention: Draw the first-layer attention of one EleAtt run (with frame overlays).
-    """
-
-    output_dir: str = "."
-    data_dir: str | None = None
-    videos_per_class: int | None = None
-    seeds: list[int] | None = None
-    epochs: int | None = None
-    device: Literal["cpu", "cuda"] = "cpu"
-    pretrained: bool = False
-    backbone_weights: str | None = None
-    quick: bool = False
-    parallel: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
-    num_workers: int = 2
-    attention: bool = True
 
 
 @dataclass
@@ -138,8 +115,6 @@ def demo_config(path: str) -> Path:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
     return yaml.safe_load(path.read_text()) or {}
 
 
@@ -197,8 +172,6 @@ def folder_tags(
     if options.pretrained:
         run_parts.append("pretrained")
     if options.backbone_weights:
-        from video_eleatt.features.backbones import file_sha256
-
         run_parts.append(f"weights-{file_sha256(options.backbone_weights)[:8]}")
     if options.device == "cuda":
         run_parts.append("cuda")
@@ -211,8 +184,6 @@ def plan_demo(options: DemoOptions) -> DemoPlan:
     Raises:
         DemoError: an option out of range or a config file missing.
     """
-    from video_eleatt.demo.synth import SynthConfig
-
     default_videos = QUICK_VIDEOS_PER_CLASS if options.quick else SynthConfig().videos_per_class
     videos = options.videos_per_class or default_videos
     try:
@@ -331,8 +302,6 @@ def _stage(title: str) -> float:
 
 def generate_stage(plan: DemoPlan, num_workers: int) -> Any:
     """The demo dataset at ``plan.dataset_root`` (written unless complete)."""
-    from video_eleatt.demo.synth import DemoDataError, generate_dataset
-
     config = plan.synth
     total = config.videos_per_class * len(config.classes)
     print(
@@ -341,12 +310,14 @@ def generate_stage(plan: DemoPlan, num_workers: int) -> Any:
         f"at {plan.dataset_root}",
         flush=True,
     )
-    last = [0.0]
+    bars: list = []  # made on the first video written (none when the dataset is complete)
 
     def progress(done: int, count: int) -> None:
-        if done == count or time.monotonic() - last[0] > 5.0:
-            last[0] = time.monotonic()
-            print(f"  {done}/{count} videos written", flush=True)
+        if not bars:
+            bars.append(progress_bar(count, "generate", unit="video"))
+        bars[0].update(1)
+        if done == count:
+            bars[0].close()
 
     try:
         dataset = generate_dataset(plan.dataset_root, config, num_workers, progress)
@@ -369,10 +340,6 @@ def extract_stage(plan: DemoPlan) -> Path:
     Raises:
         DemoError: the extraction could not run, or some videos failed (named).
     """
-    from video_eleatt.features import CacheError
-    from video_eleatt.features.config import parse_extract_config
-    from video_eleatt.features.extract import run_extraction
-
     config = parse_extract_config(plan.extract_args)
     backbone = config.backbone
     if backbone.weights == "random":
@@ -406,15 +373,8 @@ def compare_stage(plan: DemoPlan, cache_dir: Path) -> Any:
     Raises:
         DemoError: the comparison's configuration is unusable (with the reason).
     """
-    from video_eleatt.compare.plan import CompareConfig, ComparisonError, build_compare_parser
-    from video_eleatt.compare.runner import run_comparison
-
-    parser = build_compare_parser()
     args = [*plan.compare_args, f"--data={json.dumps({'cache': str(cache_dir)})}"]
-    namespace = parser.parse_args(args)
-    config_text = parser.dump(namespace, skip_none=False)
-    values = parser.instantiate(namespace)
-    config = CompareConfig(**{f.name: values[f.name] for f in fields(CompareConfig)})
+    config, config_text = parse_compare_config(args)
     variants = len(config.variants or {}) or 2
     print(
         f"{variants} variants x {len(config.seeds)} seeds = {variants * len(config.seeds)} runs, "
@@ -429,12 +389,6 @@ def compare_stage(plan: DemoPlan, cache_dir: Path) -> Any:
 
 def attention_stage(plan: DemoPlan, outcome: Any) -> Any:
     """First-layer attention of the first EleAtt run (statistics, time maps, overlays)."""
-    from video_eleatt.compare.attention_run import (
-        AttentionConfig,
-        AttentionOutcome,
-        run_attention,
-    )
-
     eleatt = [
         row
         for row in outcome.report.summary
@@ -481,8 +435,6 @@ def format_demo_summary(
 ) -> str:
     """The closing lines: the table, the verdicts and where everything is (the data and the
     runs, under the current folder or ``--output_dir``)."""
-    from video_eleatt.compare.stats import Summary
-
     lines = [
         "",
         "=" * 78,
@@ -565,43 +517,7 @@ def write_summary_file(
     return path
 
 
-# ----------------------------------------------------------------------------- entry point
-
-
-def build_parser() -> Any:
-    """The parser of ``video-eleatt demo`` (every :class:`DemoOptions` field)."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
-
-    parser = ArgumentParser(
-        prog="video-eleatt demo",
-        description=(
-            "The whole system, offline, in about 5 minutes on 2 idle CPU cores: generate the demo "
-            "videos (if missing), extract per-frame features with a randomly initialised "
-            "resnet18, train Baseline-GRU and EleAtt-GRU over several seeds, and write the "
-            "comparison report. Rerunning reuses the dataset, the features and finished runs."
-        ),
-        exit_on_error=False,
-    )
-    parser.add_argument("--config", action=ActionConfigFile, help="YAML with these options")
-    parser.add_class_arguments(DemoOptions, None)
-    return parser
-
-
-def parse_options(argv: list[str]) -> DemoOptions:
-    """:class:`DemoOptions` from the command line (``--quick`` alone means ``--quick true``).
-
-    Raises:
-        jsonargparse.ArgumentError: unknown or mistyped options.
-    """
-    expanded: list[str] = []
-    for position, arg in enumerate(argv):
-        expanded.append(arg)
-        following = argv[position + 1] if position + 1 < len(argv) else None
-        if arg in ("--quick", "--pretrained") and (following is None or following.startswith("-")):
-            expanded.append("true")
-    parser = build_parser()
-    values = parser.instantiate(parser.parse_args(expanded))
-    return DemoOptions(**{f.name: values[f.name] for f in fields(DemoOptions)})
+# ----------------------------------------------------------------------------- the whole demo
 
 
 def run_demo(options: DemoOptions) -> int:
@@ -616,16 +532,13 @@ def run_demo(options: DemoOptions) -> int:
     except DemoError as err:
         print(f"video-eleatt demo: error: {err}", file=sys.stderr)
         return 2
-    if options.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            print(
-                "video-eleatt demo: error: --device cuda but no CUDA GPU is visible; "
-                "drop --device (CPU is the default)",
-                file=sys.stderr,
-            )
-            return 2
+    if options.device == "cuda" and not torch.cuda.is_available():
+        print(
+            "video-eleatt demo: error: --device cuda but no CUDA GPU is visible; "
+            "drop --device (CPU is the default)",
+            file=sys.stderr,
+        )
+        return 2
 
     seconds: dict[str, float] = {}
     stage = "generate"
@@ -673,15 +586,3 @@ def _failure(stage: str, reason: str) -> str:
         "Everything finished before is kept (dataset, features, finished runs); fix the cause "
         "and rerun `video-eleatt demo` with the same options to continue."
     )
-
-
-def main(argv: list[str]) -> int:
-    """``video-eleatt demo [--quick] [--device cuda] [--pretrained] [--seeds [0,1,2]] ...``."""
-    from jsonargparse import ArgumentError
-
-    try:
-        options = parse_options(list(argv))
-    except ArgumentError as err:
-        print(f"video-eleatt demo: error: {err}", file=sys.stderr)
-        return 2
-    return run_demo(options)

@@ -30,6 +30,8 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from video_eleatt.figures import new_figure
+
 TOP_K = 5
 
 
@@ -205,17 +207,13 @@ def save_confusion_matrix(
 
 
 def _plot_confusion(confusion: Tensor, names: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     counts = confusion.double()
     support = counts.sum(dim=1, keepdim=True)
     normalised = torch.where(support > 0, counts / support.clamp_min(1), 0.0).numpy()
     num_classes = len(names)
     size = min(4 + 0.3 * num_classes, 30)
-    figure, axes = plt.subplots(figsize=(size, size))
+    figure = new_figure(size, size)
+    axes = figure.add_subplot()
     image = axes.imshow(normalised, vmin=0.0, vmax=1.0, cmap="Blues")
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="fraction of the true class")
     if num_classes <= 60:
@@ -241,4 +239,3 @@ def _plot_confusion(confusion: Tensor, names: list[str], path: Path) -> None:
     axes.set_title(f"confusion matrix ({int(counts.sum())} videos; rows normalised)")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)

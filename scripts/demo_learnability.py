@@ -57,7 +57,7 @@ def decode_sampled(path: Path, num_frames: int) -> np.ndarray:
 
 def read_split(root: Path) -> tuple[list[str], list[tuple[str, int, str]]]:
     """Class names and ``(rel_path, label, subset)`` of the dataset's split 1."""
-    from video_eleatt.datasets.index import DatasetSpec, load_index
+    from video_eleatt.datasets import DatasetSpec, load_index
 
     index = load_index(DatasetSpec(name="ucf101", root=str(root)))
     return index.class_names, [(r.rel_path, r.label, r.subset) for r in index.records]

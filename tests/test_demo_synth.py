@@ -251,7 +251,7 @@ def test_mean_frame_of_every_class_in_a_family_agrees(dataset, family):
 
 
 def test_layout_lists_and_index(dataset):
-    from video_eleatt.datasets.index import DatasetSpec, load_index
+    from video_eleatt.datasets import DatasetSpec, load_index
 
     index = load_index(DatasetSpec(name="ucf101", root=str(dataset), split="1"))
     assert index.class_names == list(SMALL.classes)

@@ -10,8 +10,8 @@ from video_eleatt.datasets.index import (
     DatasetSpec,
     DatasetWarning,
     VideoRecord,
-    load_index,
 )
+from video_eleatt.datasets.load import load_index
 
 __all__ = [
     "DatasetError",

@@ -10,13 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from video_eleatt.datasets.index import (
-    SUBSETS,
-    DatasetError,
-    DatasetIndex,
-    DatasetSpec,
-    load_index,
-)
+from video_eleatt.datasets.formats import FORMATS, get_format
+from video_eleatt.datasets.index import SUBSETS, DatasetError, DatasetIndex, DatasetSpec
+from video_eleatt.datasets.load import load_index
 
 # Where a dataset spec may sit in a YAML config: extraction configs hold it at the top,
 # training configs under the DataModule's arguments.
@@ -31,8 +27,6 @@ def datasets_main(argv: list[str]) -> int:
     """Prints the supported dataset formats: summary, splits, subsets, class ids, layout."""
     # Plain argparse: nothing here is configurable, and jsonargparse marks `names` required.
     import argparse
-
-    from video_eleatt.datasets.formats import FORMATS, get_format
 
     parser = argparse.ArgumentParser(
         prog="video-eleatt datasets",
@@ -51,8 +45,6 @@ def datasets_main(argv: list[str]) -> int:
 
 def format_formats(names: list[str]) -> str:
     """The text of ``video-eleatt datasets`` for the formats ``names``."""
-    from video_eleatt.datasets.formats import get_format
-
     width = max(len(name) for name in names)
     lines = ["Supported datasets (config: dataset: {name: NAME, root: DIR, split: S}):", ""]
     lines += [f"  {name:<{width}}  {get_format(name).summary}" for name in names]

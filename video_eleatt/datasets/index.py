@@ -3,11 +3,9 @@
 Every reader (UCF101, HMDB51, Kinetics, Something-Something v2, NTU RGB+D, JHMDB, generic
 lists and folder trees) produces one :class:`DatasetIndex`. Extraction keys the feature cache
 by :attr:`VideoRecord.rel_path`, and training selects records by :attr:`VideoRecord.subset`,
-so both read the same videos the same way.
-
->>> index = load_index(DatasetSpec(name="ucf101", root="data/ucf101", split="1"))  # doctest: +SKIP
->>> len(index.subset("train")), index.class_names[0]  # doctest: +SKIP
-(9537, 'ApplyEyeMakeup')
+so both read the same videos the same way. :func:`video_eleatt.datasets.load.load_index`
+picks the reader for a :class:`DatasetSpec`; the readers import this module, and this module
+imports none of them.
 """
 
 from __future__ import annotations
@@ -170,58 +168,3 @@ class DatasetIndex:
         for record in self.records:
             table.setdefault(record.subset, Counter())[record.label] += 1
         return table
-
-
-def load_index(spec: DatasetSpec | Mapping[str, Any]) -> DatasetIndex:
-    """Reads a dataset as its authors ship it into a :class:`DatasetIndex`.
-
-    Args:
-        spec: dataset name, root, split and (optionally) annotation location; a mapping with
-            the same keys is accepted.
-
-    Returns:
-        The index: every video (sorted by ``rel_path``), its label and its subset under
-        ``spec.split``.
-
-    Raises:
-        DatasetError: unknown dataset name or split, missing root or annotation files,
-            malformed or duplicate entries, labels outside the class list, listed videos
-            absent (except Kinetics, which warns), or an empty split.
-
-    >>> index = load_index({"name": "ntu60", "root": "data/ntu", "split": "cv"})  # doctest: +SKIP
-    """
-    if not isinstance(spec, DatasetSpec):
-        spec = DatasetSpec.from_dict(spec)
-    # Imported here: the readers import this module.
-    from video_eleatt.datasets.formats import get_format
-
-    dataset_format = get_format(spec.name)
-    split = dataset_format.resolve_split(spec.split)
-    root = Path(spec.root).expanduser()
-    if not root.is_dir():
-        raise DatasetError(
-            f"{spec.name} root {str(root)!r} is not a directory; point `root` at the dataset "
-            f"folder. Expected layout:\n{dataset_format.layout}"
-        )
-    annotations = _resolve_annotations(spec.annotations, root)
-    index = dataset_format.reader(root, split, annotations)
-    if not index.records:
-        raise DatasetError(
-            f"{spec.name} at {root}: no videos found. Expected layout:\n{dataset_format.layout}"
-        )
-    return index
-
-
-def _resolve_annotations(annotations: str | None, root: Path) -> Path | None:
-    if annotations is None:
-        return None
-    path = Path(annotations).expanduser()
-    if path.is_absolute() or path.exists():
-        return path
-    under_root = root / path
-    if under_root.exists():
-        return under_root
-    raise DatasetError(
-        f"annotations {annotations!r} not found (looked in the working directory and under "
-        f"root {str(root)!r}); give the path of the annotation file or folder"
-    )

@@ -16,6 +16,7 @@ from video_factory import (
     write_vfr_video,
 )
 
+from video_eleatt.video import frame_table
 from video_eleatt.video.decode import (
     FrameTableMismatch,
     VideoDecodeError,
@@ -139,17 +140,15 @@ def test_decoder_resizes_to_decode_size(videos):
 
 def _fail_at(monkeypatch, position: int) -> None:
     """Make the decoder raise once it has output ``position`` frames (a damaged packet)."""
-    from video_eleatt.video import decode
-
-    decode_checked = decode._decode_checked
+    decode_checked = frame_table.decode_checked
 
     def failing(container, stream):
         for count, frame in enumerate(decode_checked(container, stream)):
             if count == position:
-                raise decode._DecodeFailure("InvalidDataError: boom")
+                raise frame_table.DecodeFailure("InvalidDataError: boom")
             yield frame
 
-    monkeypatch.setattr(decode, "_decode_checked", failing)
+    monkeypatch.setattr(frame_table, "decode_checked", failing)
 
 
 def test_decode_error_names_path_count_fps_frame_and_indices(videos, monkeypatch):
@@ -186,16 +185,14 @@ def test_allow_partial_keeps_the_decodable_prefix(videos, monkeypatch):
 
 
 def test_a_wrong_container_table_is_rebuilt_from_a_decode_pass(videos, monkeypatch):
-    from video_eleatt.video import decode
-
-    container_table = decode._container_table
+    container_table = frame_table.container_table
 
     def shifted(container, stream):  # claims frame 10 is missing and one more at the end
         table = container_table(container, stream)
         pts = np.concatenate([table.pts[:10], table.pts[11:], [table.pts[-1] + 512]])
-        return decode._FrameTable(pts, table.keyframes, len(pts))
+        return frame_table.FrameTable(pts, table.keyframes, len(pts))
 
-    monkeypatch.setattr(decode, "_container_table", shifted)
+    monkeypatch.setattr(frame_table, "container_table", shifted)
     reader = VideoReader(videos["mp4"])
     with pytest.raises(FrameTableMismatch, match="index='decode'"):
         list(reader.iter_frames(range(40)))
@@ -236,16 +233,14 @@ def test_read_index_rejects_a_frame_that_is_not_a_pattern():
 
 
 def test_a_frame_the_decoder_drops_silently_ends_the_exact_prefix(videos, monkeypatch):
-    from video_eleatt.video import decode
-
-    decode_checked = decode._decode_checked
+    decode_checked = frame_table.decode_checked
 
     def dropping(container, stream):  # frame 13 never comes out, and nothing is raised
         for position, frame in enumerate(decode_checked(container, stream)):
             if position != 13:
                 yield frame
 
-    monkeypatch.setattr(decode, "_decode_checked", dropping)
+    monkeypatch.setattr(frame_table, "decode_checked", dropping)
     with pytest.raises(VideoDecodeError, match=r"frame 13 .*skipped this frame") as caught:
         list(VideoReader(videos["mp4"]).iter_frames(range(20)))  # a gap in the container's pts
     assert caught.value.decodable_frames == 13

@@ -263,16 +263,16 @@ def test_slow_consumer_does_not_let_the_decoder_read_the_video_into_memory(tmp_p
 
 
 def test_a_wrong_frame_table_restarts_the_video_from_a_decode_pass(videos, monkeypatch):
-    from video_eleatt.video import decode
+    from video_eleatt.video import frame_table
 
-    container_table = decode._container_table
+    container_table = frame_table.container_table
 
     def shifted(container, stream):  # says frame 10 is missing and one more comes at the end
         table = container_table(container, stream)
         pts = np.concatenate([table.pts[:10], table.pts[11:], [table.pts[-1] + 1]])
-        return decode._FrameTable(pts, table.keyframes, len(pts))
+        return frame_table.FrameTable(pts, table.keyframes, len(pts))
 
-    monkeypatch.setattr(decode, "_container_table", shifted)  # the forked worker inherits it
+    monkeypatch.setattr(frame_table, "container_table", shifted)  # the forked worker inherits it
     with DecodePool(1, 30, chunk_size=4, start_method="fork") as pool:
         events = list(pool.imap([DecodeTask("a", videos["a.mp4"], ALL)]))
     first = [i for i, event in enumerate(events) if isinstance(event, VideoStarted)]

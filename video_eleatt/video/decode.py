@@ -12,7 +12,8 @@ counted 456 frames where FFmpeg decodes 455 and 14 of 40 random-access frames we
 decord counts frames from a keyframe; this module identifies every frame by its presentation
 time (pts) instead.
 
-How a video is read (:class:`VideoReader`):
+How a video is read (:class:`VideoReader`; steps 1 and 1b live in
+:mod:`video_eleatt.video.frame_table`):
 
 1. **Frame table from the container** (demux only, no decoding, about 3 ms for 175 frames):
    the presentation times of the stream's packets, sorted, are the frames in output order,
@@ -65,6 +66,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from video_eleatt.video import frame_table
+from video_eleatt.video.frame_table import (
+    CORRUPT_FRAME,
+    DecodeFailure,
+    FrameTable,
+    first_line,
+    seek_cost,
+)
 
 # Goes into every feature cache's identity: caches decoded before frame-exact decoding (decord's
 # random access, container timestamps taken on trust) have another identity and are named stale.
@@ -134,27 +144,6 @@ class VideoInfo:
     frames_in_file: int | None = None
 
 
-@dataclass(frozen=True)
-class _FrameTable:
-    """The frames of a video in output order.
-
-    Attributes:
-        pts: int64 (N,) presentation times in the stream's time base, strictly increasing, or
-            None when the decoder gives no usable times (then frames are known by position).
-        keyframes: int64 sorted positions that a seek can start decoding from (always has 0).
-        frames_in_file: frames the file holds (packets, or decoder outputs until an error).
-        first_error: position and reason of the first decode error, if the decode pass hit one.
-    """
-
-    pts: np.ndarray | None
-    keyframes: np.ndarray
-    frames_in_file: int
-    first_error: tuple[int, str] | None = None
-
-    def __len__(self) -> int:
-        return self.frames_in_file if self.first_error is None else self.first_error[0]
-
-
 class VideoReader:
     """Reads frames of one video file exactly, in sorted chunks (PyAV/FFmpeg).
 
@@ -207,7 +196,7 @@ class VideoReader:
             self._is_avi = "avi" in (container.format.name or "").split(",")
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             self._rate = float(rate) if rate else float("nan")
-            table = None if index == "decode" else _container_table(container, stream)
+            table = None if index == "decode" else frame_table.container_table(container, stream)
         if table is None:
             table = self._decode_table()
         self._table = table
@@ -248,7 +237,7 @@ class VideoReader:
         except Exception as err:  # av.error.* (InvalidDataError, ...), OSError
             raise VideoDecodeError(
                 f"cannot open {self.path} as a video (not a video, truncated, or no video "
-                f"stream): {_first_line(err)}"
+                f"stream): {first_line(err)}"
             ) from err
         try:
             if not container.streams.video:
@@ -266,48 +255,17 @@ class VideoReader:
         finally:
             container.close()
 
-    def _decode_table(self) -> _FrameTable:
+    def _decode_table(self) -> FrameTable:
         """Step 1b: decode every frame once (no conversion) and record what comes out."""
-        pts: list[int | None] = []
-        keyframes = [0]
-        first_error = None
         with self._open() as (container, stream):
-            try:
-                for position, frame in enumerate(_decode_checked(container, stream)):
-                    if frame.is_corrupt:
-                        raise _DecodeFailure(_CORRUPT)
-                    pts.append(frame.pts)
-                    if frame.key_frame and position:
-                        keyframes.append(position)
-            except _DecodeFailure as failure:
-                first_error = (len(pts), failure.reason)
-        packet_pts = _packet_pts(self.path)
-        usable = all(value is not None for value in pts) and _strictly_increasing(pts)
-        frames_in_file = max(len(packet_pts), len(pts))
-        if first_error is None and len(packet_pts) > len(pts) > 0:
-            # the decoder output fewer frames than the file has packets and raised nothing: it
-            # dropped a frame. The frames after the first missing pts are trusted no further.
-            shown = set(pts)
-            missing = sorted(p for p in packet_pts if p is not None and p not in shown)
-            position = int(np.searchsorted(pts, missing[0])) if usable and missing else len(pts)
-            first_error = (
-                position,
-                f"the decoder output {len(pts)} frames for {len(packet_pts)} packets and "
-                "dropped one here without an error",
-            )
-        return _FrameTable(
-            pts=np.asarray(pts, np.int64) if usable and pts else None,
-            keyframes=np.asarray(keyframes, np.int64),
-            frames_in_file=frames_in_file,
-            first_error=first_error,
-        )
+            return frame_table.decoded_table(container, stream, self.path)
 
     def _first_frame(self) -> tuple[np.ndarray, int]:
         """The first frame (upright RGB) and the stored rotation: proves the file decodes."""
         with self._open() as (container, stream):
             try:
-                frame = next(_decode_checked(container, stream), None)
-            except _DecodeFailure as failure:
+                frame = next(frame_table.decode_checked(container, stream), None)
+            except DecodeFailure as failure:
                 raise VideoDecodeError(
                     f"cannot open {self.path} as a video: the first frame does not decode "
                     f"({failure.reason})",
@@ -316,7 +274,7 @@ class VideoReader:
             if frame is None or frame.is_corrupt:
                 raise VideoDecodeError(
                     f"cannot open {self.path} as a video: "
-                    + ("no frame decodes" if frame is None else f"the first frame: {_CORRUPT}")
+                    + ("no frame decodes" if frame is None else f"the first frame: {CORRUPT_FRAME}")
                 )
             rotation = _rotation(frame)
             return _upright(self._rgb(frame), rotation), rotation
@@ -409,7 +367,7 @@ class VideoReader:
         if table.pts is None or len(table.keyframes) < 2 or len(frame_indices) == 0:
             return False
         wanted = np.unique(frame_indices)
-        return _seek_cost(table.keyframes, wanted) <= SEEK_MAX_COST_SHARE * (wanted[-1] + 1)
+        return seek_cost(table.keyframes, wanted) <= SEEK_MAX_COST_SHARE * (wanted[-1] + 1)
 
     def _rgb(self, frame) -> np.ndarray:
         """uint8 (H, W, 3) RGB of a decoded frame, through one scaler context per reader
@@ -469,13 +427,13 @@ class VideoReader:
         good = 0  # frames output and checked so far
         with self._open() as (container, stream):
             try:
-                for position, frame in enumerate(_decode_checked(container, stream)):
+                for position, frame in enumerate(frame_table.decode_checked(container, stream)):
                     if position >= limit:
                         if partial:
                             return  # the prefix is delivered; what follows it is damaged
                         raise self._mismatch(position, f"an extra frame (pts {frame.pts})")
                     if frame.is_corrupt:
-                        raise _DecodeFailure(_CORRUPT)
+                        raise DecodeFailure(CORRUPT_FRAME)
                     if pts is not None and frame.pts != pts[position]:
                         self._raise_gap(position, frame.pts)
                     good = position + 1
@@ -484,7 +442,7 @@ class VideoReader:
                         next_wanted += 1
                         if next_wanted == len(wanted) and good < limit:
                             return  # the frames after the last one wanted need not decode
-            except _DecodeFailure as failure:
+            except DecodeFailure as failure:
                 if partial and good >= limit:
                     return
                 raise VideoDecodeError(
@@ -515,8 +473,8 @@ class VideoReader:
                     try:
                         container.seek(int(pts[keyframe]), stream=stream, backward=True)
                     except Exception as err:
-                        raise _SeekSurprise(_first_line(err)) from err
-                    frames = _decode_checked(container, stream)
+                        raise _SeekSurprise(first_line(err)) from err
+                    frames = frame_table.decode_checked(container, stream)
                     position = keyframe - 1
                 try:
                     for frame in frames:
@@ -533,7 +491,7 @@ class VideoReader:
                             break
                     else:
                         raise _SeekSurprise(f"the decoder ended before frame {target}")
-                except _DecodeFailure as failure:
+                except DecodeFailure as failure:
                     raise _SeekSurprise(failure.reason) from failure
 
     def _raise_gap(self, position: int, got_pts: int | None) -> None:
@@ -575,88 +533,8 @@ class VideoReader:
 
 
 # ------------------------------------------------------------------------- decoding helpers
-class _DecodeFailure(Exception):
-    """The decoder raised, or flagged a frame corrupt; ``reason`` says which."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class _SeekSurprise(Exception):
     """The seek path met something it did not expect; the sequential path takes over."""
-
-
-_CORRUPT = "the decoder flagged the frame corrupt (concealed errors)"
-
-
-def _decode_checked(container, stream) -> Iterator:
-    """``container.decode(stream)``, raising :class:`_DecodeFailure` where the decoder raises."""
-    frames = container.decode(stream)
-    while True:
-        try:
-            frame = next(frames)
-        except StopIteration:
-            return
-        except Exception as err:  # av.error.InvalidDataError and friends
-            raise _DecodeFailure(_first_line(err)) from err
-        yield frame
-
-
-def _container_table(container, stream) -> _FrameTable | None:
-    """Step 1: the frame table from the packets' pts (no decoding), or None if unusable."""
-    pts, keyframe_pts = [], []
-    try:
-        for packet in container.demux(stream):
-            if packet.size == 0 or packet.is_discard:
-                continue  # the flush packet demux ends with; frames an edit list cuts off
-            if packet.pts is None or packet.is_corrupt:
-                return None
-            pts.append(packet.pts)
-            if packet.is_keyframe:
-                keyframe_pts.append(packet.pts)
-    except Exception:  # a demux error: let the decode pass find out what decodes
-        return None
-    if not pts:
-        return None
-    ordered = np.sort(np.asarray(pts, np.int64))
-    if not _strictly_increasing(ordered):
-        return None
-    keyframes = np.searchsorted(ordered, np.asarray(keyframe_pts, np.int64))
-    keyframes = np.unique(np.concatenate([[0], keyframes])).astype(np.int64)
-    return _FrameTable(pts=ordered, keyframes=keyframes, frames_in_file=len(ordered))
-
-
-def _packet_pts(path: str) -> list[int | None]:
-    """The pts of the video packets that are shown (not cut by an edit list), file order."""
-    import av
-
-    pts = []
-    try:
-        with av.open(path, metadata_errors="ignore") as container:
-            stream = container.streams.video[0]
-            for packet in container.demux(stream):
-                if packet.size and not packet.is_discard:
-                    pts.append(packet.pts)
-    except Exception:  # a demux error: the packets before it are what the file has
-        pass
-    return pts
-
-
-def _strictly_increasing(values) -> bool:
-    values = np.asarray(values)
-    return bool(len(values) < 2 or (np.diff(values) > 0).all())
-
-
-def _seek_cost(keyframes: np.ndarray, wanted: np.ndarray) -> int:
-    """Frames decoded to reach the sorted unique ``wanted`` frames by seeking."""
-    cost, position = 0, -1
-    for target in wanted.tolist():
-        keyframe = int(keyframes[np.searchsorted(keyframes, target, "right") - 1])
-        start = keyframe if keyframe > position + 1 or target <= position else position + 1
-        cost += target - start + 1
-        position = target
-    return cost
 
 
 def _chunked(
@@ -714,13 +592,6 @@ def _output_size(height: int, width: int, out_width: int, out_height: int) -> tu
     if out_height > 0:
         return out_height, max(1, round(width * out_height / height))
     return height, width
-
-
-def _first_line(err: BaseException) -> str:
-    """The useful line of a decoder error, with its type."""
-    text = str(err).strip() or type(err).__name__
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return f"{type(err).__name__}: {lines[0] if lines else text}"[:400]
 
 
 def short_indices(indices: np.ndarray | None) -> str:

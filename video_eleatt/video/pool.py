@@ -339,7 +339,7 @@ class DecodePool:
             not time spent waiting for the consumer). A worker past it is killed and replaced.
         transform: optional picklable callable run in the worker on every chunk, uint8
             (n, H, W, 3) -> Tensor (e.g. float (n, C, h, w)); its module is preloaded.
-        chunk_size: frames per ``get_batch`` call and per :class:`FrameChunk`.
+        chunk_size: frames per decoded chunk and per :class:`FrameChunk`.
         decode_size: (width, height) to resize the decoded (upright) frames to; None keeps the
             source size. -1 in either keeps that side's aspect ratio.
         num_threads: decoder threads per worker.
@@ -621,17 +621,12 @@ class DecodePool:
                     task = slot.task
                     slot.task = None
                     self._replace(index)
-                    events.put(
-                        (
-                            index,
-                            VideoFailed(
-                                task.key,
-                                f"timed out after {elapsed:.1f} s (limit {self.timeout_s:g} s) "
-                                f"decoding {task.path}; its worker was killed and replaced "
-                                "(a decoder can hang on a damaged file)",
-                            ),
-                        )
+                    reason = (
+                        f"timed out after {elapsed:.1f} s (limit {self.timeout_s:g} s) decoding "
+                        f"{task.path}; its worker was killed and replaced (a decoder can hang on "
+                        "a damaged file)"
                     )
+                    events.put((index, VideoFailed(task.key, reason)))
 
     def _assign(self, slot: _Slot, task: DecodeTask) -> None:
         if not isinstance(task, DecodeTask):
@@ -682,15 +677,8 @@ class DecodePool:
         slot.task = None
         self._replace(index)
         if task is not None:
-            events.put(
-                (
-                    index,
-                    VideoFailed(
-                        task.key,
-                        f"decode worker died ({cause}) while decoding {task.path}; replaced",
-                    ),
-                )
-            )
+            reason = f"decode worker died ({cause}) while decoding {task.path}; replaced"
+            events.put((index, VideoFailed(task.key, reason)))
 
 
 def _kill(slot: _Slot) -> None:

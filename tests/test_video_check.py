@@ -91,7 +91,10 @@ def test_every_broken_kind_fails_with_a_reason_naming_the_file(dataset, tmp_path
 def test_old_folder_flag_and_a_dataset_config_find_the_videos(dataset, tmp_path, capsys):
     output = tmp_path / "folder.tsv"
     assert check("--folder", str(dataset), "--output", str(output)) == 0
-    assert "--folder is now --videos" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--folder is now --videos" in err
+    notes = [line for line in err.splitlines() if "note:" in line]
+    assert notes == ["video-eleatt check: note: --folder is now --videos"]  # one line
     # a folder scan cannot see a missing file: every other video is found
     assert list(read_report(output)) == sorted(set(GOOD + BAD) - {"bad/missing.mp4"})
 
@@ -107,6 +110,19 @@ def test_old_folder_flag_and_a_dataset_config_find_the_videos(dataset, tmp_path,
     assert list(report) == GOOD and {status for status, _ in report.values()} == {"ok"}
     assert check("--config", str(config), "--output", str(output), "--limit", "1") == 0
     assert list(read_report(output)) == GOOD[:1]  # extract's --limit: the first N by path
+
+
+def test_progress_in_a_log_is_plain_lines(dataset, capsys):
+    videos = [(rel_path, dataset / rel_path) for rel_path in GOOD]
+    sampling = check_module.SamplingConfig(mode="uniform", num_frames=2)
+    result = check_module.check_videos(videos, sampling, num_workers=1, start_method="fork")
+    assert [item.status for item in result.videos] == ["ok"] * 3
+    err = capsys.readouterr().err  # captured: not a terminal
+    assert "\r" not in err
+    assert err.splitlines()[-1].startswith("check: 3/3 videos (100.0 %)")
+    assert err.splitlines()[-1].endswith("[failed=0]")
+    check_module.check_videos(videos, sampling, num_workers=1, start_method="fork", progress=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_the_config_sampling_and_pool_options_are_the_ones_used(tmp_path, monkeypatch):

@@ -38,16 +38,15 @@ checked 1 videos in 0.4 s: 1 ok, 0 warning, 0 partial, 0 failed
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from video_eleatt.fileio import atomic_write_bytes
+from video_eleatt.progress import progress_bar
 from video_eleatt.video.decode import (
     ABSURD_SPAN_FACTOR,
     TIMESTAMPS_DERIVED,
@@ -269,7 +268,8 @@ def check_videos(
         allow_partial: keep the decodable prefix of a video with decode errors (status
             ``partial``) instead of failing it.
         start_method: multiprocessing start method of the pool.
-        progress: show a progress bar on stderr (when it is a terminal).
+        progress: show progress on stderr: a live bar on a terminal, a line every few
+            seconds in a log file.
 
     Returns:
         One :class:`VideoCheck` per video, in input order.
@@ -281,14 +281,16 @@ def check_videos(
     states = {rel_path: _Progress() for rel_path in paths}
     probes: dict[str, ContainerProbe | str] = {}
     failed = 0
-    bar = tqdm(total=len(tasks), unit="video", disable=None if progress else True, file=sys.stderr)
-    with DecodePool(
-        num_workers,
-        timeout_s,
-        chunk_size=chunk_size,
-        start_method=start_method,
-        allow_partial=allow_partial,
-    ) as pool:
+    with (
+        progress_bar(len(tasks), "check", unit="video", enabled=progress) as bar,
+        DecodePool(
+            num_workers,
+            timeout_s,
+            chunk_size=chunk_size,
+            start_method=start_method,
+            allow_partial=allow_partial,
+        ) as pool,
+    ):
         for event in pool.imap(tasks):
             state = states[event.key]
             if isinstance(event, VideoStarted):
@@ -309,9 +311,8 @@ def check_videos(
                     state.failure = state.failure or event.reason
                 state.finished = True
                 failed += state.failure is not None
+                bar.set_postfix_str(f"failed={failed}")
                 bar.update(1)
-                bar.set_postfix(failed=failed)
-    bar.close()
     checks = [
         _outcome(rel_path, paths[rel_path], states[rel_path], sampling, thorough, probes)
         for rel_path in paths

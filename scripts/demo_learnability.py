@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from video_eleatt.demo.synth import CLASSES, DEFAULT_CLASSES, SynthConfig, generate_dataset
+from video_eleatt.demo.synth import generate_dataset
+from video_eleatt.demo.synth_config import CLASSES, DEFAULT_CLASSES, SynthConfig
 
 
 def decode_sampled(path: Path, num_frames: int) -> np.ndarray:

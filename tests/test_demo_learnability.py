@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from video_eleatt.demo.synth import SynthConfig, render_video
+from video_eleatt.demo.render import render_video
+from video_eleatt.demo.synth_config import SynthConfig
 from video_eleatt.models import ClassifierConfig, SequenceClassifier
 
 FAMILY = ("Grow", "Shrink", "GrowShrink", "ShrinkGrow")

@@ -15,21 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from video_eleatt.demo import synth
-from video_eleatt.demo.synth import (
-    CLASSES,
-    DemoDataError,
-    SynthConfig,
-    describe_clip,
-    generate_dataset,
-    pattern_order,
-    ramp_values,
-    render_video,
-)
+from video_eleatt.datasets import DatasetSpec, load_index
+from video_eleatt.demo import synth, synth_config
+from video_eleatt.demo.cli import generate_main
+from video_eleatt.demo.render import describe_clip, pattern_order, ramp_values, render_video
+from video_eleatt.demo.synth import DemoDataError, generate_dataset
+from video_eleatt.demo.synth_config import CLASSES, SynthConfig
+from video_eleatt.video.decode import VideoReader
 
 FAMILY_CLASSES = {
     family: [name for name, (fam, _) in CLASSES.items() if fam == family]
-    for family in synth.FAMILIES
+    for family in synth_config.FAMILIES
 }
 SMALL = SynthConfig(videos_per_class=2, classes=tuple(CLASSES), duration_s=2.0)
 TINY = SynthConfig(videos_per_class=2, classes=("Grow", "HueBackward"), duration_s=1.0)
@@ -45,8 +41,6 @@ def dataset(tmp_path_factory) -> Path:
 
 def decode(path: Path) -> np.ndarray:
     """Every frame of a video, (T, H, W, 3) uint8, with the project's decoder."""
-    from video_eleatt.video.decode import VideoReader
-
     reader = VideoReader(path)
     indices = np.arange(reader.info.num_frames)
     return np.concatenate([frames.numpy() for _, frames in reader.iter_frames(indices)])
@@ -98,7 +92,7 @@ def test_patterns_reorder_the_same_values(num_frames):
     assert values.shape == (num_frames,)
     assert values[:2].tolist() == [0.0, 0.0] and values[-1] == 1.0
     assert np.all(np.diff(values) >= 0)
-    for pattern in synth.PATTERNS:
+    for pattern in synth_config.PATTERNS:
         order = pattern_order(pattern, num_frames)
         assert sorted(order.tolist()) == list(range(num_frames))
     assert pattern_order("fall", num_frames).tolist() == list(range(num_frames))[::-1]
@@ -110,7 +104,7 @@ def test_patterns_reorder_the_same_values(num_frames):
     assert np.all(np.diff(down_up[: low + 1]) <= 0) and np.all(np.diff(down_up[low:]) >= 0)
 
 
-@pytest.mark.parametrize("family", synth.FAMILIES)
+@pytest.mark.parametrize("family", synth_config.FAMILIES)
 def test_classes_of_a_family_show_the_same_object_states(family):
     """Same nuisance draw: the multiset of per-frame object states is identical."""
     attribute = {"size": "radius", "hue": "hue", "angle": "angle"}[family]
@@ -125,7 +119,7 @@ def test_classes_of_a_family_show_the_same_object_states(family):
 
 
 def test_default_classes_are_the_size_and_hue_families_in_order():
-    assert synth.DEFAULT_CLASSES == (
+    assert synth_config.DEFAULT_CLASSES == (
         "Grow",
         "Shrink",
         "GrowShrink",
@@ -135,7 +129,7 @@ def test_default_classes_are_the_size_and_hue_families_in_order():
         "HueForwardBack",
         "HueBackForward",
     )
-    assert SynthConfig().classes == synth.DEFAULT_CLASSES
+    assert SynthConfig().classes == synth_config.DEFAULT_CLASSES
 
 
 def test_unknown_class_and_pattern_name_the_choices():
@@ -232,7 +226,7 @@ def test_fall_classes_are_rise_classes_played_backwards(dataset):
         assert mean_difference.mean() < 1.0 and np.percentile(mean_difference, 99) < 4.0
 
 
-@pytest.mark.parametrize("family", synth.FAMILIES)
+@pytest.mark.parametrize("family", synth_config.FAMILIES)
 def test_mean_frame_of_every_class_in_a_family_agrees(dataset, family):
     """Decoded videos of the four classes (same draw): the same mean frame, up to codec
     noise and the order of overlaps with distractors; another draw's differs."""
@@ -251,8 +245,6 @@ def test_mean_frame_of_every_class_in_a_family_agrees(dataset, family):
 
 
 def test_layout_lists_and_index(dataset):
-    from video_eleatt.datasets import DatasetSpec, load_index
-
     index = load_index(DatasetSpec(name="ucf101", root=str(dataset), split="1"))
     assert index.class_names == list(SMALL.classes)
     assert len(index.records) == len(CLASSES) * 2
@@ -401,8 +393,6 @@ def test_unwritable_parent_is_a_clear_error():
 
 
 def test_make_demo_data_command(tmp_path, capsys):
-    from video_eleatt.demo.cli import generate_main
-
     root = tmp_path / "motion"
     argv = ["--root", str(root), "--videos-per-class", "2", "--classes", "[Grow, HueBackward]"]
     argv += ["--num_workers", "1"]
@@ -429,12 +419,13 @@ def test_interrupted_generation_leaves_nothing_in_place(tmp_path):
     script = (
         "import os, sys\n"
         "from video_eleatt.demo import synth\n"
+        "from video_eleatt.demo.synth_config import SynthConfig\n"
         "original = synth.write_video\n"
         "def write_then_die(path, *args, **kwargs):\n"
         "    original(path, *args, **kwargs)\n"
         "    if 'g02' in str(path): os._exit(9)\n"
         "synth.write_video = write_then_die\n"
-        f"synth.generate_dataset({str(tmp_path / 'motion')!r}, synth.{TINY!r})\n"
+        f"synth.generate_dataset({str(tmp_path / 'motion')!r}, {TINY!r})\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 9, result.stderr

@@ -15,7 +15,7 @@ import torch
 from test_demo_main import run_quick_demo
 
 from video_eleatt.cli import main as cli_main
-from video_eleatt.demo.synth import DEFAULT_CLASSES
+from video_eleatt.demo.synth_config import DEFAULT_CLASSES
 from video_eleatt.inference.predict import load_predictor, predict_video, video_features
 
 LINE = re.compile(r"^  (\d)\. (\S+)\s+([0-9.]+)$")

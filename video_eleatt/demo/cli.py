@@ -12,14 +12,8 @@ from dataclasses import fields
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
 
 from video_eleatt.demo.options import DemoOptions
-from video_eleatt.demo.synth import (
-    CLASSES,
-    DEFAULT_CLASSES,
-    DEFAULT_ROOT,
-    DemoDataError,
-    SynthConfig,
-    generate_dataset,
-)
+from video_eleatt.demo.synth import DEFAULT_ROOT, DemoDataError, generate_dataset
+from video_eleatt.demo.synth_config import CLASSES, DEFAULT_CLASSES, SynthConfig
 from video_eleatt.progress import progress_bar
 
 

@@ -43,7 +43,8 @@ from video_eleatt.compare.runner import run_comparison
 from video_eleatt.compare.stats import Summary
 from video_eleatt.config_files import ConfigNameError, find_config
 from video_eleatt.demo.options import DemoOptions
-from video_eleatt.demo.synth import DemoDataError, SynthConfig, generate_dataset
+from video_eleatt.demo.synth import DemoDataError, generate_dataset
+from video_eleatt.demo.synth_config import SynthConfig
 from video_eleatt.features import CacheError
 from video_eleatt.features.backbones import file_sha256
 from video_eleatt.features.config import parse_extract_config

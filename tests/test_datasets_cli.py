@@ -29,12 +29,10 @@ def test_datasets_one_format_and_unknown_name(capsys):
     assert "unknown dataset 'hmdb'; choose one of: ucf101, hmdb51" in capsys.readouterr().err
 
 
-def test_describe_ucf101_counts_per_subset_and_class(tmp_path, capsys):
-    make_ucf101(tmp_path)
-    assert describe_main(["--dataset", "ucf101", "--root", str(tmp_path), "--split", "2"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines == [
-        f"ucf101 at {tmp_path}, split 2: 3 classes, 6 videos, 0 missing",
+def ucf101_split2_table(root) -> list[str]:
+    """What describe prints for make_ucf101's tree, split 2."""
+    return [
+        f"ucf101 at {root}, split 2: 3 classes, 6 videos, 0 missing",
         "",
         "subset   videos",
         "train         3",
@@ -47,15 +45,44 @@ def test_describe_ucf101_counts_per_subset_and_class(tmp_path, capsys):
     ]
 
 
+def test_describe_ucf101_counts_per_subset_and_class(tmp_path, capsys):
+    make_ucf101(tmp_path)
+    argv = ["--dataset.name", "ucf101", "--dataset.root", str(tmp_path), "--dataset.split", "2"]
+    assert describe_main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ucf101_split2_table(tmp_path)
+
+
+def test_describe_old_option_names_still_work_with_a_one_line_note(tmp_path, capsys):
+    make_ucf101(tmp_path)
+    assert describe_main(["--dataset", "ucf101", "--root", str(tmp_path), "--split=2"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == ucf101_split2_table(tmp_path)
+    assert captured.err.splitlines() == [
+        "video-eleatt describe: note: --dataset is now --dataset.name",
+        "video-eleatt describe: note: --root is now --dataset.root",
+        "video-eleatt describe: note: --split is now --dataset.split",
+    ]
+    config = write(tmp_path / "config.yaml", f"dataset: {{name: ucf101, root: {tmp_path}}}\n")
+    assert describe_main(["--config", str(config), "--annotations", "ucfTrainTestlist"]) == 0
+    captured = capsys.readouterr()
+    assert "note: --annotations is now --dataset.annotations" in captured.err
+    assert f"ucf101 at {tmp_path}, split 1: 3 classes" in captured.out
+
+
 def test_describe_hmdb51_unused_column_and_kinetics_missing(tmp_path, capsys):
     make_hmdb_style(tmp_path / "hmdb", "videos")
-    assert describe_main(["--dataset", "hmdb51", "--root", str(tmp_path / "hmdb")]) == 0
+    assert (
+        describe_main(["--dataset.name", "hmdb51", "--dataset.root", str(tmp_path / "hmdb")]) == 0
+    )
     out = capsys.readouterr().out
     assert "subset   videos\ntrain         3\ntest          3\nunused        1\n" in out
     assert "  train    test  unused\n" in out
     assert "\n2 ride_bike        1       1       1\n" in out
     make_kinetics(tmp_path / "k")
-    assert describe_main(["--dataset", "kinetics400", "--root", str(tmp_path / "k")]) == 0
+    assert (
+        describe_main(["--dataset.name", "kinetics400", "--dataset.root", str(tmp_path / "k")]) == 0
+    )
     out = capsys.readouterr().out
     assert ": 3 classes, 5 videos, 1 missing\n" in out
     assert (
@@ -85,7 +112,7 @@ def test_spec_found_in_config(tmp_path, capsys, text):
     write(tmp_path / "cache/config.json", json.dumps({"dataset": cache_spec, "feature_dim": 8}))
     config = write(tmp_path / "config.yaml", text.replace("ROOT", str(tmp_path)))
     assert spec_from_config(config) == DatasetSpec("ucf101", str(tmp_path), "2")
-    assert describe_main(["--config", str(config), "--split", "1"]) == 0
+    assert describe_main(["--config", str(config), "--dataset.split", "1"]) == 0
     assert f"ucf101 at {tmp_path}, split 1: 3 classes" in capsys.readouterr().out
 
 
@@ -96,10 +123,10 @@ def test_describe_config_without_spec_and_bad_dataset(tmp_path, capsys):
     assert describe_main(["--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert "looked at dataset, data.dataset, data.init_args.dataset" in err
-    assert describe_main(["--dataset", "ucf", "--root", str(tmp_path)]) == 1
+    assert describe_main(["--dataset.name", "ucf", "--dataset.root", str(tmp_path)]) == 1
     assert "unknown dataset 'ucf'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        describe_main(["--root", str(tmp_path)])
+        describe_main(["--dataset.root", str(tmp_path)])
 
 
 def test_spec_as_jsonargparse_type_accepts_integer_split():

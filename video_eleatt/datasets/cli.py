@@ -70,18 +70,20 @@ def format_formats(names: list[str]) -> str:
 
 def describe_main(argv: list[str]) -> int:
     """Prints a dataset's counts per subset and per class, and what is missing."""
+    # Imported when the command runs, not at the top: `video-eleatt datasets` and the
+    # top-level help start without loading jsonargparse.
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(
         prog="video-eleatt describe",
         description="Counts per subset and class of a dataset, from a config holding a "
         "dataset spec (top-level `dataset:` or `data: [init_args:] dataset:`) or from "
-        "--dataset/--root.",
+        "--dataset.name/--dataset.root (as extract and check name them).",
     )
     add_dataset_arguments(parser)
     parser.add_argument("--per_class", type=bool, default=True, help="print the class table")
-    args = parser.parse_args(argv)
-    if args.config is None and (args.dataset is None or args.root is None):
+    args = parser.parse_args(rename_old_dataset_flags(argv, "video-eleatt describe"))
+    if args.config is None and (args.dataset.name is None or args.dataset.root is None):
         parser.error(NO_DATASET)
     try:
         spec = spec_from_arguments(args)
@@ -96,24 +98,49 @@ def describe_main(argv: list[str]) -> int:
     return 0
 
 
-NO_DATASET = "give --config FILE.yaml, or --dataset NAME and --root DIR"
+NO_DATASET = "give --config FILE.yaml, or --dataset.name NAME and --dataset.root DIR"
+
+# The options' names before they were extract's and check's (`--dataset.name`, ...): they still
+# work, with a one-line note.
+RENAMED_DATASET_FLAGS = {
+    "--dataset": "--dataset.name",
+    "--root": "--dataset.root",
+    "--split": "--dataset.split",
+    "--annotations": "--dataset.annotations",
+}
+SPEC_KEYS = ("name", "root", "split", "annotations")
+
+
+def rename_old_dataset_flags(argv: list[str], prog: str) -> list[str]:
+    """``argv`` with the old option names (``--dataset NAME``, ``--root``, ``--split``,
+    ``--annotations``) replaced by ``--dataset.name`` and its siblings, noting each on stderr."""
+    renamed = []
+    for arg in argv:
+        flag, equals, value = arg.partition("=")
+        if flag in RENAMED_DATASET_FLAGS:
+            new_flag = RENAMED_DATASET_FLAGS[flag]
+            print(f"{prog}: note: {flag} is now {new_flag}", file=sys.stderr)
+            arg = new_flag + equals + value
+        renamed.append(arg)
+    return renamed
 
 
 def add_dataset_arguments(parser: Any, root_help: str = "dataset root") -> None:
     """The options that name a dataset: ``--config`` (a YAML holding a dataset spec) or
-    ``--dataset``/``--root``, refined by ``--split`` and ``--annotations``; read them back
-    with :func:`spec_from_arguments`."""
+    ``--dataset.name``/``--dataset.root``, refined by ``--dataset.split`` and
+    ``--dataset.annotations`` (the names extract and check use); read them back with
+    :func:`spec_from_arguments`."""
     parser.add_argument("--config", type=str | None, default=None, help="YAML with a dataset")
-    parser.add_argument("--dataset", type=str | None, default=None, help="format name")
-    parser.add_argument("--root", type=str | None, default=None, help=root_help)
+    parser.add_argument("--dataset.name", type=str | None, default=None, help="format name")
+    parser.add_argument("--dataset.root", type=str | None, default=None, help=root_help)
     parser.add_argument(
-        "--split",
+        "--dataset.split",
         type=str | None,
         default=None,
         help="official split, e.g. 1, cs, csub (default: the dataset's first)",
     )
     parser.add_argument(
-        "--annotations",
+        "--dataset.annotations",
         type=str | None,
         default=None,
         help="annotation file or folder, if elsewhere",
@@ -123,22 +150,22 @@ def add_dataset_arguments(parser: Any, root_help: str = "dataset root") -> None:
 def spec_from_arguments(args: Any) -> DatasetSpec:
     """The dataset spec of :func:`add_dataset_arguments`' options: the config's, with any
     value given on the command line replacing its own (e.g. another split), or
-    ``--dataset`` with ``--root``.
+    ``--dataset.name`` with ``--dataset.root``.
 
     Raises:
-        DatasetError: neither a config nor both ``--dataset`` and ``--root``, or a bad config.
+        DatasetError: neither a config nor both ``--dataset.name`` and ``--dataset.root``, or
+            a bad config.
     """
+    given = {key: getattr(args.dataset, key) for key in SPEC_KEYS}
     if args.config is not None:
         spec = spec_from_config(Path(args.config))
-        for key in ("root", "split", "annotations"):
-            if getattr(args, key) is not None:
-                setattr(spec, key, getattr(args, key))
-        if args.dataset is not None:
-            spec.name = args.dataset
+        for key, value in given.items():
+            if value is not None:
+                setattr(spec, key, value)
         return spec
-    if args.dataset is None or args.root is None:
+    if given["name"] is None or given["root"] is None:
         raise DatasetError(NO_DATASET)
-    return DatasetSpec(args.dataset, args.root, args.split, args.annotations)
+    return DatasetSpec(**given)
 
 
 def spec_from_config(path: Path) -> DatasetSpec:
@@ -150,7 +177,7 @@ def spec_from_config(path: Path) -> DatasetSpec:
     Failing those, the dataset recorded in ``config.json`` of a ``cache`` folder named at
     ``data.cache`` or ``data.init_args.cache`` is used.
     """
-    import yaml
+    import yaml  # here, not at the top: `video-eleatt datasets` does not need it
 
     if not path.is_file():
         raise DatasetError(f"config {path} does not exist")

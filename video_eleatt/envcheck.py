@@ -8,7 +8,11 @@ real command fail deep inside timm or torchvision.
 from __future__ import annotations
 
 import importlib
+import platform
 import sys
+from pathlib import Path
+
+import video_eleatt
 
 REQUIRED = ("torch", "torchvision", "timm", "decord", "av", "pytorch_lightning", "torchmetrics")
 
@@ -82,11 +86,6 @@ def _version_line(module_name: str, distribution: str, label: str) -> str:
 def version_report() -> str:
     """``video-eleatt --version``: this package, Python, torch, torchvision, timm, decord, PyAV
     and whether CUDA is available, one line each (a few seconds: it imports them)."""
-    import platform
-    from pathlib import Path
-
-    import video_eleatt
-
     location = Path(video_eleatt.__file__).resolve().parent
     lines = [
         f"video_eleatt {video_eleatt.__version__} ({location})",

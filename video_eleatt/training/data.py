@@ -43,6 +43,8 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from video_eleatt.datasets import DatasetError, DatasetIndex, DatasetSpec, load_index
+from video_eleatt.features.layout import CacheError
+from video_eleatt.features.opening import open_features
 from video_eleatt.training.errors import TrainingError, first_differences
 
 TrainSampling = Literal["segments", "window", "full"]
@@ -647,8 +649,6 @@ def cache_fingerprint(config: dict[str, Any]) -> str:
 
 
 def _open_cache(path: str) -> Any:
-    from video_eleatt.features import CacheError, open_features
-
     # An extract config that is not on disk may be a shipped one (open_features finds it).
     if not os.path.exists(path) and not path.endswith((".yaml", ".yml")):
         raise TrainingError(

@@ -22,3 +22,7 @@ echo "[setup] installing video_eleatt and its dependencies (first run downloads 
 # every process recompiles torch (about 20 s per test run).
 .venv/bin/uv pip install --quiet --compile-bytecode --python .venv/bin/python -e ".[dev]"
 .venv/bin/python -m video_eleatt.envcheck
+# EleAtt-GRU's C++ time loop (video_eleatt/models/eleatt_gru_loop.cpp): built once here (about
+# 30 s; needs g++ and ninja) so that the first training run does not pay for it. Where it
+# cannot be built, this prints why and the layer runs the same loop in Python.
+.venv/bin/python -m video_eleatt.models.gru_loop || true

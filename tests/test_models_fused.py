@@ -10,17 +10,33 @@ import torch
 from devices import DEVICES
 from eleatt_reference import random_params, reference_eleatt_gru
 
-from video_eleatt.models import fused_gru
+from video_eleatt.models import cuda_graphs, gru_loop, matmul
+from video_eleatt.models import eleatt as eleatt_module
 from video_eleatt.models.fused_gru import (
+    describe_path,
     eleatt_gru_sequence,
     fused_gru_supported,
+    selected_loop,
+    use_loop,
+)
+from video_eleatt.models.gru_loop import loop_ops_available
+from video_eleatt.models.matmul import (
+    bf16_products_native,
     matmul_backend,
     onednn_available,
+    product_dtype,
+    use_bf16_products,
     use_matmul_backend,
 )
 
 PARAM_NAMES = ("weight_xa", "weight_ha", "bias_a", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
 BACKENDS = ("onednn", "torch")
+LOOPS = ("cpp", "python")
+
+
+def _skip_if_no_loop(loop: str) -> None:
+    if loop == "cpp" and not loop_ops_available():
+        pytest.skip(f"C++ loop unavailable: {gru_loop.loop_status()}")
 
 
 def _skip_if_unavailable(backend: str) -> None:
@@ -73,8 +89,10 @@ def _reference(gate_activation, lengths):
     return run
 
 
+@pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("gate_activation", ["sigmoid", "softmax"])
-def test_gradcheck_float64_variable_lengths(gate_activation):
+def test_gradcheck_float64_variable_lengths(gate_activation, loop):
+    _skip_if_no_loop(loop)
     x, h0, params = _inputs(3, 4, 5, 3, seed=1)
     lengths = torch.tensor([4, 1, 3])
     inputs = [t.requires_grad_() for t in (x, h0, *(params[k] for k in PARAM_NAMES))]
@@ -83,17 +101,24 @@ def test_gradcheck_float64_variable_lengths(gate_activation):
         return eleatt_gru_sequence(x, h0, lengths, *weights, gate_activation, True)
 
     assert matmul_backend(x) == "torch"  # float64 always takes the public path
-    assert torch.autograd.gradcheck(run, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, fast_mode=True)
+    with use_loop(loop):
+        assert selected_loop() == loop
+        assert torch.autograd.gradcheck(run, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, fast_mode=True)
 
 
+@pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("gate_activation", ["sigmoid", "softmax"])
 @pytest.mark.parametrize("lengths", [None, [6, 2, 5, 1, 6]], ids=["full", "variable"])
-def test_float64_matches_reference(gate_activation, lengths):
+def test_float64_matches_reference(gate_activation, lengths, loop):
+    _skip_if_no_loop(loop)
     batch, steps, input_size, hidden = 5, 6, 7, 4
     lengths = None if lengths is None else torch.tensor(lengths)
     x, h0, params = _inputs(batch, steps, input_size, hidden, seed=2)
     cotangents = _loss_weights(batch, steps, input_size, hidden, seed=2)
-    got, got_grads = _values_and_grads(_fused(gate_activation, lengths), x, h0, params, cotangents)
+    with use_loop(loop):
+        got, got_grads = _values_and_grads(
+            _fused(gate_activation, lengths), x, h0, params, cotangents
+        )
     want, want_grads = _values_and_grads(
         _reference(gate_activation, lengths), x, h0, params, cotangents
     )
@@ -120,14 +145,16 @@ def _realistic_case(gate_activation):
     return x, h0, params, cotangents, reference
 
 
+@pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("gate_activation", ["sigmoid", "softmax"])
-def test_float32_realistic_size_matches_reference(backend, gate_activation):
+def test_float32_realistic_size_matches_reference(backend, gate_activation, loop):
     _skip_if_unavailable(backend)
+    _skip_if_no_loop(loop)
     x, h0, params, cotangents, (want, want_grads) = _realistic_case(gate_activation)
     x32, h32 = x.float(), h0.float()
     params32 = {k: v.float() for k, v in params.items()}
-    with use_matmul_backend(backend):
+    with use_matmul_backend(backend), use_loop(loop):
         assert matmul_backend(x32) == backend
         got, got_grads = _values_and_grads(
             _fused(gate_activation, torch.tensor(REALISTIC_LENGTHS)),
@@ -210,10 +237,10 @@ def test_falls_back_to_torch_when_onednn_is_missing_or_wrong(monkeypatch, caplog
     def wrong(x, weight, bias=None):
         return torch.zeros(x.shape[0], weight.shape[0])
 
-    monkeypatch.setattr(fused_gru._ONEDNN, "linear", missing if failure == "missing" else wrong)
+    monkeypatch.setattr(matmul._ONEDNN, "linear", missing if failure == "missing" else wrong)
     onednn_available.cache_clear()
     try:
-        with caplog.at_level(logging.INFO, logger=fused_gru.__name__):
+        with caplog.at_level(logging.INFO, logger=matmul.__name__):
             assert not onednn_available()
         assert ("self-check failed" if failure == "wrong" else "unavailable") in caplog.text
         x, h0, params = _inputs(2, 3, 8, 4, seed=6)
@@ -231,17 +258,16 @@ def test_falls_back_to_torch_when_onednn_is_missing_or_wrong(monkeypatch, caplog
 def test_eleatt_gru_layer_dispatches_to_fused_path(monkeypatch):
     """The layer calls the fused sequence function by default and not when told otherwise;
     both paths match the float64 reference on the layer's own weights."""
-    eleatt = pytest.importorskip("video_eleatt.models.eleatt")
     calls = []
-    real = fused_gru.eleatt_gru_sequence
+    real = eleatt_module.eleatt_gru_sequence
 
     def counted(*args, **kwargs):
         calls.append(args[0].shape)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(fused_gru, "eleatt_gru_sequence", counted)
+    monkeypatch.setattr(eleatt_module, "eleatt_gru_sequence", counted)
     torch.manual_seed(7)
-    layer = eleatt.EleAttGRU(12, 6)
+    layer = eleatt_module.EleAttGRU(12, 6)
     x = torch.randn(3, 5, 12)
     lengths = torch.tensor([5, 1, 3])
     params = {name: p.detach().double() for name, p in layer.named_parameters()}
@@ -310,3 +336,148 @@ def test_each_device_matches_the_float64_reference(device, dtype):
         torch.testing.assert_close(
             g.cpu().double(), w, rtol=rtol, atol=atol * scale, msg=f"grad {name}"
         )
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bf16_products_under_autocast_match_the_float64_reference(backend, loop):
+    """Forced bf16 products (the automatic choice where the hardware has them): float32
+    outputs, gradients and state, within bf16 rounding of the float64 reference, and not the
+    float32-product result (so the products really ran in bf16)."""
+    _skip_if_unavailable(backend)
+    _skip_if_no_loop(loop)
+    if backend == "onednn" and not matmul.onednn_bf16_available():
+        pytest.skip("this CPU's oneDNN takes no bf16 operands (needs AVX512BW/VL/DQ)")
+    x, h0, params, cotangents, (want, want_grads) = _realistic_case("sigmoid")
+    x32, h32 = x.float(), h0.float()
+    params32 = {k: v.float() for k, v in params.items()}
+    run = _fused("sigmoid", torch.tensor(REALISTIC_LENGTHS))
+    with use_matmul_backend(backend), use_loop(loop):
+        with use_bf16_products(True), torch.autocast("cpu", dtype=torch.bfloat16):
+            assert product_dtype(x32) == torch.bfloat16
+            assert "products in torch.bfloat16" in describe_path(x32)
+            got, got_grads = _values_and_grads(run, x32, h32, params32, cotangents)
+        fp32, _ = _values_and_grads(run, x32, h32, params32, cotangents)
+    for name, g, w, f in zip(("output", "h_n", "attention"), got, want, fp32):
+        assert g.dtype == torch.float32
+        torch.testing.assert_close(g.double(), w, rtol=0.05, atol=0.03, msg=name)
+        assert (g - f).abs().max() > 1e-4, f"{name}: bf16 products gave the float32 result"
+    for name, g, w in zip(("x", "h0", *PARAM_NAMES), got_grads, want_grads):
+        assert g.dtype == torch.float32
+        scale = max(w.abs().max().item(), 1.0)
+        torch.testing.assert_close(g.double(), w, rtol=0.05, atol=0.03 * scale, msg=f"grad {name}")
+
+
+def test_precision_rule():
+    """bf16 products only under bf16 autocast, and there only where the hardware has them."""
+    x32 = torch.randn(2, 3, 4)
+    assert product_dtype(x32) is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = torch.bfloat16 if bf16_products_native("cpu") else None
+        assert product_dtype(x32) == expected
+        assert product_dtype(x32.double()) is None
+        with use_bf16_products(False):
+            assert product_dtype(x32) is None
+        with use_bf16_products(True):
+            assert product_dtype(x32) == torch.bfloat16
+    with use_bf16_products(True):
+        assert product_dtype(x32) is None  # no autocast, no bf16
+
+
+def test_autocast_keeps_float32_results_and_state():
+    """Whatever the precision chosen, outputs are float32 under bf16 autocast (as nn.GRU's)."""
+    torch.manual_seed(11)
+    layer = eleatt_module.EleAttGRU(12, 6)
+    x = torch.randn(3, 5, 12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output, h_n, attention = layer(x, return_attention=True)
+    assert output.dtype == h_n.dtype == attention.dtype == torch.float32
+    (output.sum() + h_n.sum()).backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in layer.parameters())
+
+
+def test_cpp_loop_unavailable_falls_back_to_python_and_says_why(monkeypatch, caplog):
+    monkeypatch.setattr(gru_loop, "_has_build_tools", lambda: "c++")
+    monkeypatch.setitem(gru_loop._status, "text", "")
+    with caplog.at_level(logging.WARNING, logger=gru_loop.__name__):
+        assert not gru_loop.loop_ops_available.__wrapped__()
+    assert "Python loop (no c++ on PATH" in gru_loop._status["text"]
+    assert "install a C++ compiler" in caplog.text
+    monkeypatch.setattr(gru_loop, "loop_ops_available", lambda: False)
+    monkeypatch.setattr("video_eleatt.models.fused_gru.loop_ops_available", lambda: False)
+    assert selected_loop() == "python"
+    with pytest.raises(RuntimeError, match=r"C\+\+ time loop was forced"), use_loop("cpp"):
+        selected_loop()
+    with pytest.raises(ValueError, match="unknown time loop 'numba'"):
+        use_loop("numba").__enter__()
+
+
+def test_graphed_call_copies_in_and_out_and_captures_on_the_second_call(monkeypatch):
+    """The CUDA-graph plumbing, with the graph replaced by a recorder (no GPU needed): the
+    caller's tensors end as after an eager call, a key is captured on its second use, and
+    at most MAX_GRAPHS are kept."""
+    captured = []
+
+    class FakeGraphedLoop:
+        def __init__(self, loop, tensors):
+            self.loop = loop
+            self.static = [t.clone() for t in tensors]
+            captured.append(len(tensors))
+
+        def __call__(self, tensors, mutated):
+            for static, tensor in zip(self.static, tensors):
+                static.copy_(tensor)
+            self.loop(*self.static)
+            for index in mutated:
+                tensors[index].copy_(self.static[index])
+
+    def loop(source, target):
+        target.copy_(source * 2)
+
+    monkeypatch.setattr(cuda_graphs, "_GraphedLoop", FakeGraphedLoop)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    monkeypatch.setattr(cuda_graphs, "_graphs", type(cuda_graphs._graphs)())
+    for call in range(3):
+        source, target = torch.full((2, 3), float(call)), torch.zeros(2, 3)
+        cuda_graphs.graphed_call(loop, (source, target), (1,), ("key",))
+        assert target.eq(2.0 * call).all() and source.eq(float(call)).all()
+        assert len(captured) == (0 if call == 0 else 1)
+    for index in range(cuda_graphs.MAX_GRAPHS + 2):
+        cuda_graphs.graphed_call(loop, (source, target), (1,), ("key", index))
+    assert len(cuda_graphs._graphs) == cuda_graphs.MAX_GRAPHS
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_describe_path_names_loop_back_end_and_precision(device):
+    x = torch.zeros(2, 3, 4, device=device)
+    text = describe_path(x)
+    assert text.startswith("fused: ") and "products in torch.float32" in text
+    assert ("C++ loop" in text) == (selected_loop() == "cpp")
+    assert describe_path(x.half()).startswith("autograd step loop")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+@pytest.mark.parametrize("loop", LOOPS)
+def test_cuda_graph_replays_match_the_float64_reference(loop):
+    """Forward and backward three times on one shape: the first call runs eagerly, the second
+    captures CUDA graphs, the third replays them; all match the float64 reference."""
+    _skip_if_no_loop(loop)
+    lengths, x, h0, params, cotangents, (want, want_grads) = _small_case()
+    cuda_graphs.clear_graphs()
+    with use_loop(loop):
+        for call in range(3):
+            got, got_grads = _values_and_grads(
+                _fused("sigmoid", lengths.cuda()),
+                x.cuda(),
+                h0.cuda(),
+                {k: v.cuda() for k, v in params.items()},
+                [c.cuda() for c in cotangents],
+            )
+            for name, g, w in zip(("output", "h_n", "attention"), got, want):
+                torch.testing.assert_close(g.cpu(), w, rtol=1e-9, atol=1e-10, msg=f"{call} {name}")
+            for name, g, w in zip(("x", "h0", *PARAM_NAMES), got_grads, want_grads):
+                torch.testing.assert_close(
+                    g.cpu(), w, rtol=1e-9, atol=1e-10, msg=f"{call} grad {name}"
+                )
+    captured = [graph for graph in cuda_graphs._graphs.values() if graph is not None]
+    assert len(captured) == 2  # one forward and one backward loop

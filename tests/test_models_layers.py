@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
-
 import pytest
 import torch
 from eleatt_reference import (
@@ -16,7 +12,9 @@ from eleatt_reference import (
 )
 from torch import nn
 
+from video_eleatt.models import eleatt as eleatt_module
 from video_eleatt.models.eleatt import GATE_BIAS_INIT, EleAttGRU, EleAttLSTM, EleAttRNN
+from video_eleatt.models.fused_gru import fused_gru_supported
 
 CELLS = {
     "gru": (EleAttGRU, reference_eleatt_gru, nn.GRU),
@@ -25,7 +23,6 @@ CELLS = {
 }
 # (cell, path): the GRU runs through the fused fast path and through the autograd loop.
 CELL_PATHS = [("gru", "fused"), ("gru", "loop"), ("lstm", "loop"), ("rnn", "loop")]
-FUSED_MODULE = "video_eleatt.models.fused_gru"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -37,13 +34,8 @@ def make_layer(cell, path, input_size, hidden_size, gate_activation, x_example, 
     layer = layer_class(input_size, hidden_size, gate_activation).to(dtype)
     if cell == "gru":
         layer.use_fused = path == "fused"
-    if path == "fused":
-        try:
-            fused = importlib.import_module(FUSED_MODULE)
-        except ModuleNotFoundError:
-            pytest.skip("video_eleatt/models/fused_gru.py is not present")
-        if not fused.fused_gru_supported(x_example):
-            pytest.skip(f"fused path does not support {x_example.dtype} {x_example.device}")
+    if path == "fused" and not fused_gru_supported(x_example):
+        pytest.skip(f"fused path does not support {x_example.dtype} {x_example.device}")
     return layer
 
 
@@ -311,17 +303,16 @@ def test_float32_layer_as_constructed_matches_the_reference():
 # --- dispatch to the fused module --------------------------------------------------------
 
 
-def fake_fused_module(supported: bool, calls: list):
-    module = types.ModuleType(FUSED_MODULE)
-    module.fused_gru_supported = lambda x: supported
+def fake_fused_path(monkeypatch, supported: bool, calls: list) -> None:
+    """Replace the fused functions the layer calls with a recorder that says ``supported``."""
 
     def eleatt_gru_sequence(*args):
         calls.append(args)
         x, h0 = args[0], args[1]
         return x.new_zeros(x.shape[0], x.shape[1], h0.shape[1]), h0, None
 
-    module.eleatt_gru_sequence = eleatt_gru_sequence
-    return module
+    monkeypatch.setattr(eleatt_module, "fused_gru_supported", lambda x: supported)
+    monkeypatch.setattr(eleatt_module, "eleatt_gru_sequence", eleatt_gru_sequence)
 
 
 @pytest.mark.parametrize(
@@ -330,7 +321,7 @@ def fake_fused_module(supported: bool, calls: list):
 )
 def test_gru_dispatches_to_fused_when_supported(monkeypatch, supported, use_fused, expect_call):
     calls: list = []
-    monkeypatch.setitem(sys.modules, FUSED_MODULE, fake_fused_module(supported, calls))
+    fake_fused_path(monkeypatch, supported, calls)
     layer = EleAttGRU(4, 3, "softmax", use_fused=use_fused)
     x = torch.randn(2, 3, 4)
     layer(x, lengths=torch.tensor([3, 2]), return_attention=True)
@@ -342,8 +333,9 @@ def test_gru_dispatches_to_fused_when_supported(monkeypatch, supported, use_fuse
         assert args[10:] == ("softmax", True)
 
 
-def test_gru_falls_back_to_loop_without_fused_module(monkeypatch):
-    monkeypatch.setitem(sys.modules, FUSED_MODULE, None)  # makes the import fail
+def test_gru_falls_back_to_loop_where_fused_path_does_not_apply(monkeypatch):
+    calls: list = []
+    fake_fused_path(monkeypatch, False, calls)
     layer = EleAttGRU(4, 3).double()
     x = torch.randn(2, 3, 4, dtype=torch.float64)
     output, h_n, _ = layer(x)
@@ -351,6 +343,7 @@ def test_gru_falls_back_to_loop_without_fused_module(monkeypatch):
     ref_output, ref_h_n, _ = reference_eleatt_gru(x, None, None, params, "sigmoid")
     assert_close(output, ref_output, atol=1e-12, rtol=0)
     assert_close(h_n, ref_h_n, atol=1e-12, rtol=0)
+    assert calls == []
 
 
 # --- initialisation ------------------------------------------------------------------------

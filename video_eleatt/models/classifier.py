@@ -25,7 +25,11 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from video_eleatt.models.eleatt import check_gate_activation, check_sequence_input, resolve_lengths
+from video_eleatt.models.sequence_checks import (
+    check_gate_activation,
+    check_sequence_input,
+    resolve_lengths,
+)
 from video_eleatt.models.stack import RecurrentStack, check_cell
 
 POOLINGS = ("mean", "last")

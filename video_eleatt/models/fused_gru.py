@@ -39,8 +39,6 @@ is not itself differentiable (no double backward).
 from __future__ import annotations
 
 import contextlib
-import functools
-import logging
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
@@ -48,155 +46,14 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from video_eleatt.models.eleatt import GATE_ACTIVATIONS, resolve_lengths
+from video_eleatt.models.cuda_graphs import graphed_call
+from video_eleatt.models.gru_loop import loop_ops_available, loop_status
+from video_eleatt.models.matmul import TorchMatmul, get_matmul, matmul_backend, product_dtype
+from video_eleatt.models.sequence_checks import GATE_ACTIVATIONS, resolve_lengths
 
-logger = logging.getLogger(__name__)
-
-BackendName = Literal["auto", "onednn", "torch"]
 _SUPPORTED_DTYPES = (torch.float32, torch.float64)
-
-# The back end that matmul_backend() picks on "auto"; changed by use_matmul_backend().
-_backend_choice: dict[str, str] = {"name": "auto"}
-
-
-class _TorchMatmul:
-    """Public-API products: ``linear(x, w) = x @ w^T`` through torch.mm / torch.addmm."""
-
-    name = "torch"
-
-    def pack(self, weight: Tensor, batch_size: int) -> Tensor:
-        return weight
-
-    def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-        if bias is None:
-            return torch.mm(x, weight.t())
-        return torch.addmm(bias, x, weight.t())
-
-    def linear_add(self, x: Tensor, weight: Tensor, other: Tensor) -> Tensor:
-        """``x @ weight^T + other``; may write into ``other``."""
-        return other.addmm_(x, weight.t())
-
-    def grad_weight(self, grad: Tensor, inputs: Tensor) -> Tensor:
-        """``grad^T @ inputs``: (M, O) and (M, I) -> (O, I), summed over the M rows."""
-        return torch.mm(grad.t(), inputs)
-
-
-class _OneDnnMatmul:
-    """float32 CPU products through oneDNN with pre-packed ("reordered") weights."""
-
-    name = "onednn"
-
-    def pack(self, weight: Tensor, batch_size: int) -> Tensor:
-        return torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch_size)
-
-    def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-
-    def linear_add(self, x: Tensor, weight: Tensor, other: Tensor) -> Tensor:
-        return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, None, "add")
-
-    def grad_weight(self, grad: Tensor, inputs: Tensor) -> Tensor:
-        # Both operands are passed as transposed views of dense (M, .) matrices: the weight
-        # operand is reordered into oneDNN's blocked layout (cheap for any dense layout), the
-        # source is copied. Copy the narrower one and transpose the (small) result if needed.
-        # (A weight with padded rows, e.g. a column slice, falls on a very slow path.)
-        grad, inputs = grad.contiguous(), inputs.contiguous()
-        if inputs.shape[1] < grad.shape[1]:
-            return self.linear(inputs.t(), grad.t()).t().contiguous()
-        return self.linear(grad.t(), inputs.t())
-
-
-_TORCH = _TorchMatmul()
-_ONEDNN = _OneDnnMatmul()
-_BACKENDS = {"torch": _TORCH, "onednn": _ONEDNN}
-
-
-@functools.cache
-def onednn_available() -> bool:
-    """Whether the internal oneDNN linear ops exist here and compute correct products.
-
-    Checked once per process against ``torch.addmm`` in float64: packed and unpacked weights,
-    a bias, a batch size other than the one the weights were packed for, a non-contiguous
-    input, the fused add and a product of transposed views. A failure is logged and the
-    public ``torch.mm`` path is used instead.
-    """
-    try:
-        generator = torch.Generator().manual_seed(0)
-        x = torch.randn(24, 7, generator=generator).t()  # (7, 24), non-contiguous
-        weight = torch.randn(40, 24, generator=generator)
-        bias = torch.randn(40, generator=generator)
-        expected = torch.addmm(bias.double(), x.double(), weight.double().t())
-        packed = _ONEDNN.pack(weight, 16)
-        results = [
-            _ONEDNN.linear(x, packed, bias),
-            _ONEDNN.linear(x.contiguous(), weight, bias),
-            _ONEDNN.linear(x[:3].contiguous(), packed) + bias,
-            _ONEDNN.linear_add(x, weight, bias.expand(7, 40).contiguous()),
-        ]
-        expected_rows = [expected, expected, expected[:3], expected]
-        grad_weight = _ONEDNN.grad_weight(x, x[:, :5])  # (24, 5)
-        errors = [(r.double() - e).abs().max().item() for r, e in zip(results, expected_rows)]
-        expected_grad = x.double().t() @ x.double()[:, :5]
-        errors.append((grad_weight.double() - expected_grad).abs().max().item())
-    except AttributeError as err:  # this torch build has no such ops
-        logger.info("oneDNN linear ops unavailable (%s); using torch.mm", err)
-        return False
-    except Exception as err:  # any other failure of an internal op: do not rely on it
-        logger.warning("oneDNN linear self-check raised %r; using torch.mm", err)
-        return False
-    if max(errors) > 1e-3:
-        logger.warning(
-            "oneDNN linear self-check failed (max abs error %.3g vs torch.addmm); using torch.mm",
-            max(errors),
-        )
-        return False
-    return True
-
-
-@contextlib.contextmanager
-def use_matmul_backend(name: BackendName) -> Iterator[None]:
-    """Force a back end for the products inside the ``with`` block (tests, benchmarks).
-
-    Args:
-        name: ``"auto"`` (the default rule of :func:`matmul_backend`), ``"onednn"`` (error
-            if it is unavailable) or ``"torch"``.
-    """
-    if name not in ("auto", *_BACKENDS):
-        raise ValueError(
-            f"unknown matmul back end {name!r}; expected one of 'auto', 'onednn', 'torch'"
-        )
-    previous = _backend_choice["name"]
-    _backend_choice["name"] = name
-    try:
-        yield
-    finally:
-        _backend_choice["name"] = previous
-
-
-def matmul_backend(x: Tensor) -> str:
-    """The back end the fused GRU uses for input ``x``: ``"onednn"`` or ``"torch"``.
-
-    ``"onednn"`` on ``"auto"`` when ``x`` is float32 on CPU, ``torch.backends.mkldnn`` is
-    available and enabled, and :func:`onednn_available` passes; otherwise ``"torch"``.
-    """
-    eligible = (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and torch.backends.mkldnn.is_available()
-        and torch.backends.mkldnn.enabled
-    )
-    choice = _backend_choice["name"]
-    if choice == "torch":
-        return "torch"
-    if choice == "onednn":
-        if not (eligible and onednn_available()):
-            raise RuntimeError(
-                f"matmul back end 'onednn' was forced but does not apply to a {x.dtype} input "
-                f"on {x.device} (needs float32 on CPU with working torch.ops.mkldnn linear "
-                "ops); use 'auto' or 'torch'"
-            )
-        return "onednn"
-    return "onednn" if eligible and onednn_available() else "torch"
+LoopName = Literal["auto", "cpp", "python"]
+_loop_choice: dict[str, str] = {"name": "auto"}
 
 
 def fused_gru_supported(x: Tensor) -> bool:
@@ -260,7 +117,121 @@ def _activate_gate(pre: Tensor, softmax: bool) -> None:
         pre.sigmoid_()
 
 
-def _forward(x, h0, lengths, weights, softmax: bool, mm, keep_for_backward: bool):
+def _forward_steps_python(
+    x_seq, attention, hidden_all, gates, weight_h, bias_h, weight_ih, bias_ih,
+    batch_sizes, softmax, keep, mm,
+) -> None:  # fmt: skip
+    """The forward time loop, in place on ``attention``, ``hidden_all`` and ``gates``.
+
+    ``attention`` (T, B, D) holds ``W_xa x_t + b_a`` on entry and ``a_t`` on exit;
+    ``hidden_all`` (T + 1, B, N) holds h_0 in row 0 and gets h_1 .. h_T; ``gates`` gets
+    r, z, n and ``W_hn h + b_hn`` per step (one reused row when not ``keep``). The C++ op
+    ``video_eleatt_gru::forward_steps`` (eleatt_gru_loop.cpp) is a line-for-line copy.
+    """
+    steps, batch, input_size = x_seq.shape
+    hidden = hidden_all.shape[2]
+    for t in range(steps):
+        rows = batch_sizes[t]
+        h_prev = hidden_all[t, :rows]  # (b, N)
+        projected = mm.linear(h_prev, weight_h, bias_h)  # (b, D + 3N)
+        gate = attention[t, :rows]  # (b, D)
+        gate.add_(projected[:, :input_size])
+        _activate_gate(gate, softmax)
+        x_mod = gate * x_seq[t, :rows]  # (b, D)
+        gi = mm.linear(x_mod, weight_ih, bias_ih)  # (b, 3N)
+        gh = projected[:, input_size:]  # (b, 3N)
+        step_gates = gates[t if keep else 0, :rows]  # (b, 4N)
+        reset_update = step_gates[:, : 2 * hidden]
+        candidate = step_gates[:, 2 * hidden : 3 * hidden]
+        hidden_part = step_gates[:, 3 * hidden :]
+        torch.add(gi[:, : 2 * hidden], gh[:, : 2 * hidden], out=reset_update).sigmoid_()
+        hidden_part.copy_(gh[:, 2 * hidden :])
+        torch.mul(reset_update[:, :hidden], hidden_part, out=candidate)
+        candidate.add_(gi[:, 2 * hidden :]).tanh_()
+        # h_t = n + z * (h_{t-1} - n)
+        torch.lerp(candidate, h_prev, reset_update[:, hidden:], out=hidden_all[t + 1, :rows])
+        if rows < batch:
+            attention[t, rows:].zero_()
+            hidden_all[t + 1, rows:].zero_()
+            gates[t if keep else 0, rows:].zero_()
+
+
+@contextlib.contextmanager
+def use_loop(name: LoopName) -> Iterator[None]:
+    """Force the time loop inside the ``with`` block (tests, benchmarks).
+
+    Args:
+        name: ``"auto"`` (C++ where it is built, else Python), ``"cpp"`` (error if the C++
+            loop cannot be built here) or ``"python"``.
+    """
+    if name not in ("auto", "cpp", "python"):
+        raise ValueError(f"unknown time loop {name!r}; expected one of 'auto', 'cpp', 'python'")
+    previous = _loop_choice["name"]
+    _loop_choice["name"] = name
+    try:
+        yield
+    finally:
+        _loop_choice["name"] = previous
+
+
+def selected_loop() -> str:
+    """``"cpp"`` or ``"python"``: the time loop the next call runs."""
+    choice = _loop_choice["name"]
+    if choice == "python":
+        return "python"
+    if choice == "cpp" and not loop_ops_available():
+        raise RuntimeError(f"the C++ time loop was forced but is unavailable: {loop_status()}")
+    return "cpp" if loop_ops_available() else "python"
+
+
+def _run_steps(kind: str, tensors: tuple, mutated: tuple[int, ...], options: tuple, mm) -> None:
+    """Run the forward or backward time loop on ``tensors`` (in place on those in ``mutated``).
+
+    C++ where it is built, else Python; on CUDA, replayed from a CUDA graph once a shape has
+    been seen before (:func:`video_eleatt.models.cuda_graphs.graphed_call`), so that the GPU
+    does not wait for the CPU to launch a dozen kernels per step.
+    """
+    if selected_loop() == "cpp":
+        op = getattr(torch.ops.video_eleatt_gru, f"{kind}_steps")
+        backend = 1 if mm.name == "onednn" else 0
+
+        def loop(*args):
+            op(*args, *(list(options[0]), *options[1:]), backend, mm.product_dtype is not None)
+    else:
+        python_loop = _forward_steps_python if kind == "forward" else _backward_steps_python
+
+        def loop(*args):
+            python_loop(*args, *options, mm)
+
+    device = next(t for t in tensors if t is not None).device
+    if device.type == "cuda":
+        key = (kind, mm.name, mm.product_dtype, tuple(options[0]), *options[1:])
+        graphed_call(loop, tensors, mutated, key)
+    else:
+        loop(*tensors)
+
+
+def describe_path(x: Tensor, training: bool = True) -> str:
+    """One line: which path :class:`~video_eleatt.models.eleatt.EleAttGRU` takes for ``x``.
+
+    Call it in the context the layer runs in (e.g. under ``torch.autocast``): it names the
+    time loop, the product back end and the products' precision.
+    """
+    if not fused_gru_supported(x):
+        return f"autograd step loop (the fused path does not take {x.dtype} on {x.device})"
+    loop = loop_status() if selected_loop() == "cpp" else "Python loop (forced)"
+    if selected_loop() == "python" and _loop_choice["name"] == "auto":
+        loop = loop_status()
+    if x.device.type == "cuda":
+        loop += ", CUDA graph per shape after its first call"
+    products = f"{matmul_backend(x)} products in {product_dtype(x) or x.dtype}"
+    if product_dtype(x) is None and torch.is_autocast_enabled(x.device.type):
+        products += " (bf16 autocast, but this device has no native bf16 products)"
+    backward = "hand-written backward" if training else "no graph kept"
+    return f"fused: {loop}; {products}; {backward}"
+
+
+def _forward(x, h0, lengths, weights, softmax: bool, mm: TorchMatmul, keep_for_backward: bool):
     """The forward recursion. Returns output, h_n, attention (T, B, D) and saved state."""
     weight_xa, weight_ha, bias_a, weight_ih, weight_hh, bias_ih, bias_hh = weights
     batch, steps, input_size = x.shape
@@ -281,30 +252,8 @@ def _forward(x, h0, lengths, weights, softmax: bool, mm, keep_for_backward: bool
     hidden_all[0] = h_first
     # r, z, n and W_hn h + b_hn per step, for the backward pass.
     gates = x.new_empty(steps if keep_for_backward else 1, batch, 4 * hidden)  # (T, B, 4N)
-    for t in range(steps):
-        rows = batch_sizes[t]
-        h_prev = hidden_all[t, :rows]  # (b, N)
-        projected = mm.linear(h_prev, packed_h, bias_h)  # (b, D + 3N)
-        gate = attention[t, :rows]  # (b, D)
-        gate.add_(projected[:, :input_size])
-        _activate_gate(gate, softmax)
-        x_mod = gate * x_seq[t, :rows]  # (b, D)
-        gi = mm.linear(x_mod, packed_ih, bias_ih)  # (b, 3N)
-        gh = projected[:, input_size:]  # (b, 3N)
-        step_gates = gates[t if keep_for_backward else 0, :rows]  # (b, 4N)
-        reset_update = step_gates[:, : 2 * hidden]
-        candidate = step_gates[:, 2 * hidden : 3 * hidden]
-        hidden_part = step_gates[:, 3 * hidden :]
-        torch.add(gi[:, : 2 * hidden], gh[:, : 2 * hidden], out=reset_update).sigmoid_()
-        hidden_part.copy_(gh[:, 2 * hidden :])
-        torch.mul(reset_update[:, :hidden], hidden_part, out=candidate)
-        candidate.add_(gi[:, 2 * hidden :]).tanh_()
-        # h_t = n + z * (h_{t-1} - n)
-        torch.lerp(candidate, h_prev, reset_update[:, hidden:], out=hidden_all[t + 1, :rows])
-        if rows < batch:
-            attention[t, rows:].zero_()
-            hidden_all[t + 1, rows:].zero_()
-            gates[t if keep_for_backward else 0, rows:].zero_()
+    loop_args = (x_seq, attention, hidden_all, gates, packed_h, bias_h, packed_ih, bias_ih)
+    _run_steps("forward", loop_args, (1, 2, 3), (batch_sizes, softmax, keep_for_backward), mm)
 
     if order is None:
         h_last = hidden_all[steps].clone()
@@ -316,6 +265,47 @@ def _forward(x, h0, lengths, weights, softmax: bool, mm, keep_for_backward: bool
     output = _to_batch_first(hidden_all[1:], inverse)  # (B, T, N)
     saved = (x_seq, attention, hidden_all, gates, batch_sizes, order, inverse)
     return output, h_last, saved
+
+
+def _backward_steps_python(
+    grad_h, grad_out_seq, factors_i, factors_h, gate_factor, gate_extra, attention, update,
+    grad_projected, grad_gi, grad_x_mod, weight_h_t, weight_ih_t, batch_sizes, softmax, mm,
+) -> None:  # fmt: skip
+    """The backward time loop, in place on ``grad_h``, ``grad_projected``, ``grad_gi`` and
+    ``grad_x_mod`` (see :func:`_backward`). The C++ op ``video_eleatt_gru::backward_steps``
+    (eleatt_gru_loop.cpp) is a line-for-line copy."""
+    steps, batch, _, hidden = factors_i.shape
+    input_size = attention.shape[2]
+    for t in range(steps - 1, -1, -1):
+        rows = batch_sizes[t]
+        dh = grad_h[:rows]  # (b, N)
+        if grad_out_seq is not None:
+            dh.add_(grad_out_seq[t, :rows])
+        dh_blocks = dh.unsqueeze(1)  # (b, 1, N)
+        dgi = grad_gi[t, :rows]  # (b, 3N)
+        torch.mul(dh_blocks, factors_i[t, :rows], out=dgi.view(rows, 3, hidden))
+        dgh = grad_projected[t, :rows, input_size:]  # (b, 3N)
+        torch.mul(dh_blocks, factors_h[t, :rows], out=dgh.view(rows, 3, hidden))
+        d_x_mod = mm.linear(dgi, weight_ih_t)  # (b, D)
+        if grad_x_mod is not None:
+            grad_x_mod[t, :rows] = d_x_mod
+        d_gate_pre = grad_projected[t, :rows, :input_size]  # (b, D)
+        if gate_extra is None:
+            torch.mul(d_x_mod, gate_factor[t, :rows], out=d_gate_pre)
+        else:
+            torch.addcmul(gate_extra[t, :rows], d_x_mod, gate_factor[t, :rows], out=d_gate_pre)
+        if softmax:
+            gate = attention[t, :rows]
+            total = d_gate_pre.sum(dim=1, keepdim=True)  # (b, 1)
+            d_gate_pre.addcmul_(gate, total, value=-1)
+        # dh_{t-1} = dh * z + [da_pre, dG_h] [W_ha; W_hh]
+        d_h_prev = mm.linear(grad_projected[t, :rows], weight_h_t)  # (b, N)
+        torch.addcmul(d_h_prev, dh, update[t, :rows], out=dh)
+        if rows < batch:
+            grad_projected[t, rows:].zero_()
+            grad_gi[t, rows:].zero_()
+            if grad_x_mod is not None:
+                grad_x_mod[t, rows:].zero_()
 
 
 def _backward(grad_output, grad_h_last, grad_attention, saved, weights, softmax, mm, need_x):
@@ -381,36 +371,11 @@ def _backward(grad_output, grad_h_last, grad_attention, saved, weights, softmax,
     grad_projected = x_seq.new_empty(steps, batch, input_size + 3 * hidden)  # [da_pre, dG_h]
     grad_gi = x_seq.new_empty(steps, batch, 3 * hidden)  # dG_i: (T, B, 3N)
     grad_x_mod = x_seq.new_empty(steps, batch, input_size) if need_x else None  # (T, B, D)
-    for t in range(steps - 1, -1, -1):
-        rows = batch_sizes[t]
-        dh = grad_h[:rows]  # (b, N)
-        if grad_out_seq is not None:
-            dh.add_(grad_out_seq[t, :rows])
-        dh_blocks = dh.unsqueeze(1)  # (b, 1, N)
-        dgi = grad_gi[t, :rows]  # (b, 3N)
-        torch.mul(dh_blocks, factors_i[t, :rows], out=dgi.view(rows, 3, hidden))
-        dgh = grad_projected[t, :rows, input_size:]  # (b, 3N)
-        torch.mul(dh_blocks, factors_h[t, :rows], out=dgh.view(rows, 3, hidden))
-        d_x_mod = mm.linear(dgi, packed_ih_t)  # (b, D)
-        if need_x:
-            grad_x_mod[t, :rows] = d_x_mod
-        d_gate_pre = grad_projected[t, :rows, :input_size]  # (b, D)
-        if gate_extra is None:
-            torch.mul(d_x_mod, gate_factor[t, :rows], out=d_gate_pre)
-        else:
-            torch.addcmul(gate_extra[t, :rows], d_x_mod, gate_factor[t, :rows], out=d_gate_pre)
-        if softmax:
-            gate = attention[t, :rows]
-            total = d_gate_pre.sum(dim=1, keepdim=True)  # (b, 1)
-            d_gate_pre.addcmul_(gate, total, value=-1)
-        # dh_{t-1} = dh * z + [da_pre, dG_h] [W_ha; W_hh]
-        d_h_prev = mm.linear(grad_projected[t, :rows], packed_h_t)  # (b, N)
-        torch.addcmul(d_h_prev, dh, update[t, :rows], out=dh)
-        if rows < batch:
-            grad_projected[t, rows:].zero_()
-            grad_gi[t, rows:].zero_()
-            if need_x:
-                grad_x_mod[t, rows:].zero_()
+    loop_args = (
+        grad_h, grad_out_seq, factors_i, factors_h, gate_factor, gate_extra, attention,
+        update, grad_projected, grad_gi, grad_x_mod, packed_h_t, packed_ih_t,
+    )  # fmt: skip
+    _run_steps("backward", loop_args, (0, 8, 9, 10), (batch_sizes, softmax), mm)
     x_mod = gate_factor if softmax else None  # softmax's factor is x~ itself
     del factors_i, factors_h, gate_factor, gate_extra
 
@@ -458,16 +423,14 @@ class _EleAttGRUFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, h0, lengths, *args):
-        *weights, softmax, return_attention, backend = args
-        output, h_last, saved = _forward(
-            x, h0, lengths, weights, softmax, _BACKENDS[backend], keep_for_backward=True
-        )
+        *weights, softmax, return_attention, mm = args
+        output, h_last, saved = _forward(x, h0, lengths, weights, softmax, mm, True)
         x_seq, attention, hidden_all, gates, batch_sizes, order, inverse = saved
         weight_xa, weight_ha, _, weight_ih, weight_hh, _, _ = weights
         ctx.save_for_backward(
             x_seq, attention, hidden_all, gates, weight_xa, weight_ha, weight_ih, weight_hh
         )
-        ctx.meta = (batch_sizes, order, inverse, softmax, backend)
+        ctx.meta = (batch_sizes, order, inverse, softmax, mm)
         attention_out = _to_batch_first(attention, inverse) if return_attention else None
         return output, h_last, attention_out
 
@@ -475,18 +438,20 @@ class _EleAttGRUFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_output, grad_h_last, grad_attention):
         x_seq, attention, hidden_all, gates, *weights = ctx.saved_tensors
-        batch_sizes, order, inverse, softmax, backend = ctx.meta
+        batch_sizes, order, inverse, softmax, mm = ctx.meta
         saved = (x_seq, attention, hidden_all, gates, batch_sizes, order, inverse)
-        grad_x, grad_h0, *grad_weights = _backward(
-            grad_output,
-            grad_h_last,
-            grad_attention,
-            saved,
-            weights,
-            softmax,
-            _BACKENDS[backend],
-            need_x=ctx.needs_input_grad[0],
-        )
+        # Products in the precision the forward pass chose (mm), never autocast's.
+        with torch.autocast(x_seq.device.type, enabled=False):
+            grad_x, grad_h0, *grad_weights = _backward(
+                grad_output,
+                grad_h_last,
+                grad_attention,
+                saved,
+                weights,
+                softmax,
+                mm,
+                need_x=ctx.needs_input_grad[0],
+            )
         return (grad_x, grad_h0, None, *grad_weights, None, None, None)
 
 
@@ -581,16 +546,17 @@ def eleatt_gru_sequence(
         )
     lengths = resolve_lengths(x, lengths, owner="eleatt_gru_sequence")
     softmax = gate_activation == "softmax"
-    backend = matmul_backend(x)
+    # Decided in the caller's context (bf16 autocast or not), then autocast is switched off:
+    # the products' precision is mm's, and nothing else may be cast behind its back.
+    mm = get_matmul(matmul_backend(x), product_dtype(x))
     tensors = (x, h0, *weights)
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        output, h_last, attention = _EleAttGRUFunction.apply(
-            x, h0, lengths, *weights, softmax, return_attention, backend
-        )
-        return output, h_last, attention
-    # Inference: no graph, no per-step gates kept for a backward pass.
-    output, h_last, saved = _forward(
-        x, h0, lengths, weights, softmax, _BACKENDS[backend], keep_for_backward=False
-    )
+    with torch.autocast(x.device.type, enabled=False):
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            output, h_last, attention = _EleAttGRUFunction.apply(
+                x, h0, lengths, *weights, softmax, return_attention, mm
+            )
+            return output, h_last, attention
+        # Inference: no graph, no per-step gates kept for a backward pass.
+        output, h_last, saved = _forward(x, h0, lengths, weights, softmax, mm, False)
     attention = _to_batch_first(saved[1], saved[6]) if return_attention else None
     return output, h_last, attention

@@ -14,12 +14,9 @@ from typing import Literal
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from video_eleatt.models.eleatt import (
-    EleAttGRU,
-    EleAttLSTM,
-    EleAttRNN,
+from video_eleatt.models.eleatt import EleAttGRU, EleAttLSTM, EleAttRNN, State
+from video_eleatt.models.sequence_checks import (
     GateActivation,
-    State,
     check_gate_activation,
     check_sequence_input,
     resolve_lengths,

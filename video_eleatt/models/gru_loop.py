@@ -1,0 +1,126 @@
+"""The C++ time loops of the fused EleAtt-GRU: build once, load, or say why not.
+
+``eleatt_gru_loop.cpp`` (next to this file) holds the per-step loops of
+:mod:`video_eleatt.models.fused_gru` as ATen calls in C++, without the Python interpreter's cost
+per operation. It is compiled with ``torch.utils.cpp_extension`` (g++ and ninja, about a
+minute on 2 cores) the first time it is needed -- ``scripts/setup.sh`` does this at set-up --
+and cached under torch's extension folder (``$TORCH_EXTENSIONS_DIR``, by default
+``~/.cache/torch_extensions``), where torch rebuilds it only when the source or torch changes.
+
+Where no compiler is found or the build fails, :func:`loop_ops_available` returns False, a
+warning says why and what to install, and the fused GRU runs the same loops in Python
+(identical arithmetic, slower at small sizes). :func:`loop_status` gives the one-line answer
+the benchmark prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("eleatt_gru_loop.cpp")
+EXTENSION_NAME = "video_eleatt_gru_loop"
+_status: dict[str, str] = {"text": "not loaded yet"}
+
+
+def _ninja_dir() -> str | None:
+    """The folder of the pip package ``ninja``'s binary (a dependency), if it is installed."""
+    try:
+        import ninja  # the pip package; its binary is not on PATH unless the venv is active
+    except ImportError:
+        return None
+    return getattr(ninja, "BIN_DIR", None)
+
+
+def _has_build_tools() -> str | None:
+    """None when a C++ compiler and ninja can be found, else what is missing."""
+    missing = [tool for tool in ("c++", "ninja") if shutil.which(tool) is None]
+    if "ninja" in missing and _ninja_dir() is not None:
+        missing.remove("ninja")
+    return None if not missing else ", ".join(missing)
+
+
+@contextlib.contextmanager
+def _ninja_on_path():
+    """Put the ninja package's binary on PATH for the build (torch runs ``ninja`` by name)."""
+    ninja_dir = _ninja_dir() if shutil.which("ninja") is None else None
+    if ninja_dir is None:
+        yield
+        return
+    previous = os.environ.get("PATH", "")
+    os.environ["PATH"] = ninja_dir + os.pathsep + previous
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = previous
+
+
+@contextlib.contextmanager
+def _quiet_cpp_extension():
+    """Hide cpp_extension's "No CUDA runtime is found" warning: this extension has no CUDA."""
+    cpp_logger = logging.getLogger("torch.utils.cpp_extension")
+    previous = cpp_logger.level
+    cpp_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        cpp_logger.setLevel(previous)
+
+
+@functools.cache
+def loop_ops_available() -> bool:
+    """Build (first time) and load the C++ loops; False, with a warning, when that fails."""
+    if not SOURCE.is_file():
+        _status["text"] = f"Python loop ({SOURCE.name} is not installed)"
+        logger.warning("EleAtt-GRU: %s", _status["text"])
+        return False
+    missing = _has_build_tools()
+    if missing:
+        _status["text"] = f"Python loop (no {missing} on PATH to build {SOURCE.name})"
+        logger.warning(
+            "EleAtt-GRU: %s; install a C++ compiler (e.g. apt-get install g++) and ninja "
+            "(pip install ninja) for the faster C++ loop",
+            _status["text"],
+        )
+        return False
+    start = time.perf_counter()
+    try:
+        with _ninja_on_path(), _quiet_cpp_extension():
+            # Imported here: torch.utils.cpp_extension is slow to import and warns about CUDA.
+            from torch.utils import cpp_extension
+
+            cpp_extension.load(
+                name=EXTENSION_NAME,
+                sources=[str(SOURCE)],
+                extra_cflags=["-O2"],
+                is_python_module=False,
+                verbose=False,
+            )
+    except Exception as err:  # a failed build must not stop training: fall back, loudly
+        _status["text"] = f"Python loop (building {SOURCE.name} failed: {err!r:.300})"
+        logger.warning("EleAtt-GRU: %s", _status["text"])
+        return False
+    seconds = time.perf_counter() - start
+    _status["text"] = f"C++ loop ({EXTENSION_NAME}, loaded in {seconds:.1f} s)"
+    logger.info("EleAtt-GRU: %s", _status["text"])
+    return hasattr(torch.ops.video_eleatt_gru, "forward_steps")
+
+
+def loop_status() -> str:
+    """Which loop the fused GRU runs ("C++ loop ..." or "Python loop (why)")."""
+    loop_ops_available()
+    return _status["text"]
+
+
+if __name__ == "__main__":  # scripts/setup.sh: build now rather than in the first training run
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(loop_status())

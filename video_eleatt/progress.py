@@ -125,7 +125,7 @@ class LineProgress:
             text = f"{self.desc}: {self.n}/{self.total} {units} ({100 * self.n / self.total:.1f} %)"
         else:
             text = f"{self.desc}: {self.n} {units}"
-        text += f", {rate:.3g} {_plural(self.unit)}/s" if self.n else ""
+        text += f", {_rate(rate)} {_plural(self.unit)}/s" if self.n else ""
         if self.total and self.n and self.n < self.total:
             text += f", {_duration((self.total - self.n) / rate)} left"
         elif self.total and self.n >= self.total:
@@ -141,6 +141,11 @@ class LineProgress:
             print(self.line(now), file=self.stream, flush=True)
         except (OSError, ValueError):  # a closed log must not fail the work it reports on
             self.enabled = False
+
+
+def _rate(rate: float) -> str:
+    """3 significant digits without an exponent: 0.791, 12.7, 386, 38600."""
+    return f"{rate:.3g}" if rate < 1000 else f"{rate:.0f}"
 
 
 def _plural(unit: str) -> str:

@@ -182,13 +182,14 @@ def time_size(
     return cells, rates
 
 
-def print_paths(device: torch.device, columns: list[str]) -> None:
+def print_paths(size: tuple[int, int, int, int], device: torch.device, columns: list[str]) -> None:
     """The path EleAttGRU takes in each column (it selects automatically)."""
-    probe = torch.zeros(2, 3, 4, device=device)
+    batch, steps, input_size, hidden = size
+    probe = torch.zeros(batch, steps, input_size, device=device)
     for column in columns:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=column == "bf16"):
-            text = describe_path(probe, training=column != "infer")
-        print(f"  EleAttGRU path, {COLUMN_TITLES[column]}: {text}")
+            text = describe_path(probe, training=column != "infer", hidden_size=hidden)
+        print(f"  path, {COLUMN_TITLES[column]}: {text}")
 
 
 def summary_table(results: dict[str, dict[str, Cell]], columns: list[str]) -> list[str]:
@@ -252,7 +253,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"GPU: {torch.cuda.get_device_name(device)}")
     native = bf16_products_native(device)
     print(f"bf16 hardware: {'native' if native else 'emulated (no AVX512-BF16/AMX)'}")
-    print_paths(device, args.columns)
     print(f"load average at start: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
 
     results: dict[str, dict[str, Cell]] = {}
@@ -265,6 +265,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         results[name] = cells
         flop_ratio = eleatt_gru_flops(*size) / gru_flops(*size)
         print(f"\n{name} (B, T, D, N) = {size}, FLOP ratio {flop_ratio:.2f}")
+        print_paths(size, device, args.columns)
         if rates:
             text = ", ".join(f"{path} {rate:.0f}" for path, rate in rates.items())
             print(f"  2048^3 float32 product in the same rounds, GFLOP/s: {text}")

@@ -218,6 +218,10 @@ def test_selection_rule(monkeypatch):
     assert not fused_gru_supported(torch.randn(3, 4))
     assert matmul_backend(x32.double()) == "torch"
     assert matmul_backend(x32) == ("onednn" if onednn_available() else "torch")
+    # Small layers (W_ih below ONEDNN_MIN_INPUT_WEIGHT elements) take torch.mm.
+    large = matmul.ONEDNN_MIN_INPUT_WEIGHT
+    assert matmul_backend(x32, large) == ("onednn" if onednn_available() else "torch")
+    assert matmul_backend(x32, large - 1) == "torch"
     with monkeypatch.context() as patch:
         patch.setattr(torch.backends.mkldnn, "enabled", False)
         assert matmul_backend(x32) == "torch"

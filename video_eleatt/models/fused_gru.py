@@ -211,11 +211,12 @@ def _run_steps(kind: str, tensors: tuple, mutated: tuple[int, ...], options: tup
         loop(*tensors)
 
 
-def describe_path(x: Tensor, training: bool = True) -> str:
+def describe_path(x: Tensor, training: bool = True, hidden_size: int | None = None) -> str:
     """One line: which path :class:`~video_eleatt.models.eleatt.EleAttGRU` takes for ``x``.
 
     Call it in the context the layer runs in (e.g. under ``torch.autocast``): it names the
-    time loop, the product back end and the products' precision.
+    time loop, the product back end (which depends on the layer's size: give
+    ``hidden_size``) and the products' precision.
     """
     if not fused_gru_supported(x):
         return f"autograd step loop (the fused path does not take {x.dtype} on {x.device})"
@@ -224,7 +225,8 @@ def describe_path(x: Tensor, training: bool = True) -> str:
         loop = loop_status()
     if x.device.type == "cuda":
         loop += ", CUDA graph per shape after its first call"
-    products = f"{matmul_backend(x)} products in {product_dtype(x) or x.dtype}"
+    weight_elements = None if hidden_size is None else 3 * hidden_size * x.shape[-1]
+    products = f"{matmul_backend(x, weight_elements)} products in {product_dtype(x) or x.dtype}"
     if product_dtype(x) is None and torch.is_autocast_enabled(x.device.type):
         products += " (bf16 autocast, but this device has no native bf16 products)"
     backward = "hand-written backward" if training else "no graph kept"
@@ -548,7 +550,7 @@ def eleatt_gru_sequence(
     softmax = gate_activation == "softmax"
     # Decided in the caller's context (bf16 autocast or not), then autocast is switched off:
     # the products' precision is mm's, and nothing else may be cast behind its back.
-    mm = get_matmul(matmul_backend(x), product_dtype(x))
+    mm = get_matmul(matmul_backend(x, weight_ih.numel()), product_dtype(x))
     tensors = (x, h0, *weights)
     with torch.autocast(x.device.type, enabled=False):
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):

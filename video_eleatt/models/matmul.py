@@ -91,6 +91,11 @@ class OneDnnMatmul(TorchMatmul):
     def pack(self, weight: Tensor, batch_size: int) -> Tensor:
         if self.product_dtype is not None:
             weight = weight.to(self.product_dtype)
+        if batch_size == 1:
+            # One row per product: oneDNN's plain-layout kernel streams the weight at least as
+            # fast as the packed one (0.23 vs 0.29 ms for 1536 x 2048 on the EPYC), and the
+            # reorder (1.5-4 ms per 12 MiB) would be wasted.
+            return weight.contiguous()
         return torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch_size)
 
     def linear(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

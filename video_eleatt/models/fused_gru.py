@@ -20,16 +20,16 @@ of all steps and the ``W_xa`` part of ``dx`` are large products after the loop. 
 backward: the time-major input, the attention, the hidden states and r, z, n,
 ``W_hn h + b_hn`` per step (``x~`` is recomputed).
 
-Matrix products go through one of two back ends, chosen per call (:func:`matmul_backend`):
+Where the work runs, chosen automatically per call (:func:`describe_path` says which):
 
-- ``"onednn"``: float32 on CPU through oneDNN with weights reordered once per sequence
-  (``torch.ops.mkldnn._reorder_linear_weight`` / ``_linear_pointwise``, internal torch ops).
-  On the AMD EPYC this was written on, torch's bundled MKL ran the per-step products at
-  about 0.6x and a 2048^3 product at about 0.75x of oneDNN's rate with packed weights.
-  Used only when the ops exist, ``torch.backends.mkldnn`` is enabled and a one-time
-  self-check against ``torch.addmm`` passes (:func:`onednn_available`).
-- ``"torch"``: public ``torch.mm`` / ``torch.addmm`` (any dtype and device; float64 for
-  gradcheck, CUDA).
+- time loops: in C++ (``eleatt_gru_loop.cpp``, the same ATen calls without the interpreter's
+  cost per operation; built once by ``scripts/setup.sh`` or on first use,
+  :mod:`video_eleatt.models.gru_loop`), else the Python loops of this module, which compute
+  the same thing; on CUDA, replayed from CUDA graphs (:mod:`video_eleatt.models.cuda_graphs`);
+- products: oneDNN with packed weights for large float32 CPU layers, ``torch.mm`` otherwise;
+  in bfloat16 under bf16 autocast where the hardware multiplies bf16 natively, with float32
+  results, state and non-linearities (:mod:`video_eleatt.models.matmul`). Autocast itself is
+  switched off inside: it would cast the products behind the back end's back.
 
 Variable lengths are exact: outputs and attention are zero after each sequence's length,
 its state is frozen there, and ``h_n`` is the state after its last valid step. The backward
@@ -220,9 +220,7 @@ def describe_path(x: Tensor, training: bool = True, hidden_size: int | None = No
     """
     if not fused_gru_supported(x):
         return f"autograd step loop (the fused path does not take {x.dtype} on {x.device})"
-    loop = loop_status() if selected_loop() == "cpp" else "Python loop (forced)"
-    if selected_loop() == "python" and _loop_choice["name"] == "auto":
-        loop = loop_status()
+    loop = "Python loop (forced)" if _loop_choice["name"] == "python" else loop_status()
     if x.device.type == "cuda":
         loop += ", CUDA graph per shape after its first call"
     weight_elements = None if hidden_size is None else 3 * hidden_size * x.shape[-1]

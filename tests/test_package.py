@@ -63,9 +63,15 @@ def test_wheel_carries_every_file_under_configs_and_every_module(built):
     assert len([name for name in configs if name.endswith(".yaml")]) >= 40
     missing = sorted(name for name in configs if f"video_eleatt/configs/{name}" not in names)
     assert missing == [], f"configs/ files missing from the wheel: {missing}"
-    modules = {name for name in _files_below(REPO / "video_eleatt") if name.endswith(".py")}
+    modules = {
+        name for name in _files_below(REPO / "video_eleatt") if name.endswith((".py", ".cpp"))
+    }
+    assert "models/eleatt_gru_loop.cpp" in modules
     missing = sorted(name for name in modules if f"video_eleatt/{name}" not in names)
-    assert missing == [], f"modules missing from the wheel (pyproject's package list): {missing}"
+    assert missing == [], (
+        f"modules or sources missing from the wheel (pyproject's package list and "
+        f"package-data): {missing}"
+    )
     # The shipped copy is the checkout's file, byte for byte.
     wheel = zipfile.ZipFile(built["wheel"])
     for name in ("demo/extract.yaml", "jhmdb/eleatt_gru_split1.yaml"):
@@ -85,6 +91,7 @@ def test_sdist_carries_every_file_under_configs(built):
         name for name in _files_below(REPO / "configs") if f"configs/{name}" not in names
     )
     assert missing == []
+    assert "video_eleatt/models/eleatt_gru_loop.cpp" in names
 
 
 def test_configs_are_found_through_the_package_and_are_the_checkouts_in_development():

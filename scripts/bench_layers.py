@@ -6,6 +6,7 @@ Usage::
     .venv/bin/python scripts/bench_layers.py --quick       # demo size only, a few seconds
     .venv/bin/python scripts/bench_layers.py --sizes demo skeleton --columns train
     .venv/bin/python scripts/bench_layers.py --device cuda # EleAtt-GRU vs cuDNN nn.GRU
+    .venv/bin/python scripts/bench_layers.py --memory      # also peak memory of fp32 fwd+bwd
 
 For each size of ``SIZES`` and each column of ``COLUMNS`` it times the public ``EleAttGRU``
 layer (which picks its own path: see the "path" lines) and ``nn.GRU`` with the same (D, N),
@@ -36,8 +37,10 @@ more; the medians of interleaved rounds keep the ratios steadier than the times.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -220,6 +223,61 @@ def summary_table(results: dict[str, dict[str, Cell]], columns: list[str]) -> li
     return lines
 
 
+def _memory_child(spec: str) -> None:
+    """Subprocess body: print the peak memory growth (bytes) of one float32 forward + backward.
+
+    CPU: peak resident set during the pass minus the resident set before it (Linux VmHWM,
+    reset through /proc/self/clear_refs); CUDA: ``max_memory_allocated`` growth. Includes
+    the saved tensors and the gradients of the parameters and the input.
+    """
+    model_name, size, device_name = json.loads(spec)
+    device = torch.device(device_name)
+    batch, steps, input_size, hidden = size
+    if model_name == "eleatt":
+        model: nn.Module = EleAttGRU(input_size, hidden).to(device)
+    else:
+        model = nn.GRU(input_size, hidden, batch_first=True).to(device)
+    x = torch.randn(batch, steps, input_size, device=device, requires_grad=True)
+    run = _runner(model, x, "train", device)
+    describe_path(x)  # loads the C++ loop and runs oneDNN's self-check outside the measurement
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        run()
+        peak = torch.cuda.max_memory_allocated(device) - before
+    else:
+        rss_before = _proc_status_kib("VmRSS")
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        run()
+        peak = (_proc_status_kib("VmHWM") - rss_before) * 1024
+    print(json.dumps({"peak_bytes": peak}))
+
+
+def _proc_status_kib(field: str) -> int:
+    """A size field of /proc/self/status (Linux), in KiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field} line")
+
+
+def peak_memory_mib(model_name: str, size, device: torch.device, threads: int) -> float | None:
+    """MiB of peak memory growth of one forward + backward, from a fresh subprocess."""
+    spec = json.dumps([model_name, list(size), str(device)])
+    command = [sys.executable, __file__, "--memory-child", spec, "--threads", str(threads)]
+    # A fixed mmap threshold makes glibc return freed tensors to the system at once, so the
+    # resident set follows the live allocations instead of the allocator's caches.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    if result.returncode != 0:
+        print(f"  (memory of {model_name} at {size} failed: {result.stderr.strip()[-300:]})")
+        return None
+    return json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"] / 2**20
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
@@ -243,8 +301,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-cuda-graphs", action="store_true", help="CUDA: replay no graphs (for comparison)"
     )
+    parser.add_argument(
+        "--memory", action="store_true", help="also the peak memory of float32 fwd+bwd"
+    )
     parser.add_argument("--no-memory", action="store_true", help=argparse.SUPPRESS)  # old flag
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_child is not None:
+        torch.set_num_threads(args.threads)
+        _memory_child(args.memory_child)
+        return 0
     with use_loop(args.loop), use_cuda_graphs(not args.no_cuda_graphs):
         return run(args, parser)
 
@@ -281,6 +347,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if rates:
             text = ", ".join(f"{path} {rate:.0f}" for path, rate in rates.items())
             print(f"  2048^3 float32 product in the same rounds, GFLOP/s: {text}")
+        if args.memory:
+            eleatt_mib = peak_memory_mib("eleatt", size, device, args.threads)
+            gru_mib = peak_memory_mib("gru", size, device, args.threads)
+            if eleatt_mib is not None and gru_mib is not None:
+                memory = f"EleAtt {eleatt_mib:.0f} MiB, nn.GRU {gru_mib:.0f} MiB"
+                print(f"  peak memory, fp32 fwd+bwd: {memory}")
         for column in args.columns:
             cell = cells[column]
             flops = eleatt_gru_flops(*size) * (1 if column == "infer" else 3)

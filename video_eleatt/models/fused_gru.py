@@ -376,6 +376,7 @@ def _backward(grad_output, grad_h_last, grad_attention, saved, weights, softmax,
         update, grad_projected, grad_gi, grad_x_mod, packed_h_t, packed_ih_t,
     )  # fmt: skip
     _run_steps("backward", loop_args, (0, 8, 9, 10), (batch_sizes, softmax), mm)
+    del loop_args  # its step factors must not outlive the loop (peak memory)
     x_mod = gate_factor if softmax else None  # softmax's factor is x~ itself
     del factors_i, factors_h, gate_factor, gate_extra
 

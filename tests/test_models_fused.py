@@ -451,6 +451,34 @@ def test_graphed_call_copies_in_and_out_and_captures_on_the_second_call(monkeypa
     assert len(cuda_graphs._graphs) == cuda_graphs.MAX_GRAPHS
 
 
+def test_a_refused_graph_capture_runs_the_loop_eagerly_and_says_so(monkeypatch):
+    """A capture the device refuses (never seen: no GPU here) must not stop a run: the loop
+    runs eagerly with the same result, a warning names the error, and no further capture is
+    tried in this process."""
+    attempts = []
+
+    def refuse(loop, tensors):
+        attempts.append(1)
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    def loop(source, target):
+        target.copy_(source + 1)
+
+    monkeypatch.setattr(cuda_graphs, "_GraphedLoop", refuse)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    monkeypatch.setattr(cuda_graphs, "_graphs", type(cuda_graphs._graphs)())
+    monkeypatch.setitem(cuda_graphs._enabled, "graphs", True)
+    source, target = torch.full((2, 3), 4.0), torch.zeros(2, 3)
+    cuda_graphs.graphed_call(loop, (source, target), (1,), ("key",))  # seen once: eager
+    target.zero_()
+    with pytest.warns(UserWarning, match="capture of the EleAtt-GRU time loop failed"):
+        cuda_graphs.graphed_call(loop, (source, target), (1,), ("key",))
+    assert target.eq(5.0).all() and attempts == [1]
+    target.zero_()
+    cuda_graphs.graphed_call(loop, (source, target), (1,), ("key",))
+    assert target.eq(5.0).all() and attempts == [1] and not cuda_graphs._enabled["graphs"]
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_describe_path_names_loop_back_end_and_precision(device):
     x = torch.zeros(2, 3, 4, device=device)

@@ -25,4 +25,5 @@ echo "[setup] installing video_eleatt and its dependencies (first run downloads 
 # EleAtt-GRU's C++ time loop (video_eleatt/models/eleatt_gru_loop.cpp): built once here (about
 # 30 s; needs g++ and ninja) so that the first training run does not pay for it. Where it
 # cannot be built, this prints why and the layer runs the same loop in Python.
-.venv/bin/python -m video_eleatt.models.gru_loop || true
+.venv/bin/python -c "from video_eleatt.models.gru_loop import loop_status
+print('[setup] EleAtt-GRU time loop:', loop_status())" || true

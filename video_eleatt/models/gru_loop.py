@@ -119,8 +119,3 @@ def loop_status() -> str:
     """Which loop the fused GRU runs ("C++ loop ..." or "Python loop (why)")."""
     loop_ops_available()
     return _status["text"]
-
-
-if __name__ == "__main__":  # scripts/setup.sh: build now rather than in the first training run
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(loop_status())

@@ -23,23 +23,9 @@ from video_eleatt.features.config import ExtractConfig, resolve_source
 from video_eleatt.features.preprocess import FramePreprocess, normalize_frames
 from video_eleatt.features.runner import FeatureRunner
 from video_eleatt.features.tuning import resolve_device
+from video_eleatt.hardware import cpu_has_native_bfloat16
 from video_eleatt.video.decode import VideoDecodeError, read_frames
 from video_eleatt.video.sampling import sample_frame_indices
-
-
-def cpu_has_native_bfloat16() -> bool:
-    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 on x86, BF16
-    on Arm); elsewhere oneDNN emulates it and bfloat16 autocast is slower than float32."""
-    flags: set[str] = set()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith(("flags", "Features")):
-                    flags.update(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
 def candidate_precision(device: torch.device) -> str:

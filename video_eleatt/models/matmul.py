@@ -32,6 +32,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from video_eleatt.hardware import cpu_has_native_bfloat16
+
 logger = logging.getLogger(__name__)
 
 BackendName = Literal["auto", "onednn", "torch"]
@@ -238,21 +240,12 @@ def matmul_backend(x: Tensor, input_weight_elements: int | None = None) -> str:
     return "onednn" if eligible and large and onednn_available() else "torch"
 
 
-@functools.cache
-def _cpu_bf16_native() -> bool:
-    capabilities = (
-        getattr(torch.cpu, "_is_avx512_bf16_supported", None),
-        getattr(torch.cpu, "_is_amx_tile_supported", None),
-    )
-    return any(check is not None and check() for check in capabilities)
-
-
 def bf16_products_native(device: torch.device | str) -> bool:
     """Whether ``device`` multiplies bfloat16 in hardware (CUDA bf16; AVX512-BF16 or AMX)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and _cpu_bf16_native()
+    return device.type == "cpu" and cpu_has_native_bfloat16()
 
 
 @contextlib.contextmanager

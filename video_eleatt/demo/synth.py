@@ -27,6 +27,7 @@ import numpy as np
 
 from video_eleatt.demo.render import render_video
 from video_eleatt.demo.synth_config import CLASSES, SynthConfig
+from video_eleatt.fileio import file_sha256
 
 GENERATOR_VERSION = 1
 DEFAULT_ROOT = "data/demo/motion"
@@ -110,16 +111,12 @@ class DemoDataset:
     seconds: float = 0.0
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _write_one(args: tuple[SynthConfig, str, int, int, str]) -> tuple[str, int, str, int]:
     config, class_name, group, clip, path = args
     frames = render_video(class_name, config, group, clip)
     write_video(path, frames, config.fps, config.crf)
     file = Path(path)
-    return path, file.stat().st_size, _file_digest(file), len(frames)
+    return path, file.stat().st_size, file_sha256(file), len(frames)
 
 
 def read_info(root: str | Path) -> dict | None:

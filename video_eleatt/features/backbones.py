@@ -23,7 +23,6 @@ no weights enum get timm's defaults: 224 crop, crop_pct 0.875, bilinear, ImageNe
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from video_eleatt import fileio
 from video_eleatt.features.preprocess import PreprocessConfig
 
 LIBRARIES = ("timm", "torchvision")
@@ -112,11 +112,7 @@ def file_sha256(path: str | Path) -> str:
             f"weights file {path} does not exist; expected a .safetensors or .pth file, or "
             "weights='pretrained' / 'random'"
         )
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return fileio.file_sha256(path)
 
 
 def weights_kind(weights: str) -> str:

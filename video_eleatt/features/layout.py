@@ -26,7 +26,6 @@ and a failed write raises :class:`CacheWriteError` naming the path and the reaso
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -128,12 +127,3 @@ def read_config(cache_dir: str | Path) -> dict[str, Any]:
         ) from err
     except ValueError as err:
         raise CacheError(f"{path} is not valid JSON: {err}") from err
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

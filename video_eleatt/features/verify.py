@@ -21,10 +21,10 @@ from video_eleatt.features.layout import (
     SUFFIX,
     TEMP_PATTERN,
     feature_path,
-    file_sha256,
     read_config,
 )
 from video_eleatt.features.manifest import read_manifest
+from video_eleatt.fileio import file_sha256
 
 
 @dataclass

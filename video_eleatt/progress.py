@@ -17,10 +17,11 @@ import sys
 import time
 from typing import IO, Any
 
-__all__ = ["LineProgress", "progress_bar"]
+__all__ = ["LineProgress", "is_terminal", "progress_bar"]
 
 
-def _is_terminal(stream: IO[str]) -> bool:
+def is_terminal(stream: IO[str]) -> bool:
+    """Whether ``stream`` is an interactive terminal (False for files, pipes, closed streams)."""
     try:
         return stream.isatty()
     except (AttributeError, ValueError):  # closed or replaced streams
@@ -48,7 +49,7 @@ def progress_bar(
         every: also write a line every this many items (default: every 10 % of ``total``).
     """
     stream = stream if stream is not None else sys.stderr
-    if enabled and _is_terminal(stream):
+    if enabled and is_terminal(stream):
         from tqdm import tqdm  # tqdm imports only when a terminal needs it
 
         return tqdm(total=total, desc=desc, unit=unit, file=stream, leave=True)

@@ -390,14 +390,6 @@ class ProgressLines(Callback):
     on_validation_end = on_test_end = on_predict_end = _evaluation_end
 
 
-def is_terminal(stream: IO[str]) -> bool:
-    """Whether ``stream`` is an interactive terminal (False for files, pipes, closed streams)."""
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 def _device_name(pl_module: pl.LightningModule) -> str:
     device = pl_module.device
     if device.type == "cuda":

@@ -46,13 +46,13 @@ from video_eleatt.fileio import (
     json_safe,
     write_failure_reason,
 )
+from video_eleatt.progress import is_terminal
 from video_eleatt.training.callbacks import (
     EpochHistory,
     EvaluationWriter,
     PredictionWriter,
     ProgressLines,
     RunConfigCallback,
-    is_terminal,
 )
 from video_eleatt.training.data import FeatureDataModule, say
 from video_eleatt.training.errors import TrainingError

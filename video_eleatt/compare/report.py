@@ -66,11 +66,6 @@ class ReportOutcome:
         """The lines of comparisons.csv, as ``{column: value}``."""
         return [row.csv_row() for row in self.comparison_rows]
 
-    @property
-    def summary(self) -> list[dict[str, Any]]:
-        """The lines of summary.csv, as ``{column: value}``."""
-        return [row.csv_row() for row in self.summary_rows]
-
 
 def check_consistency(results: Sequence[RunResult]) -> list[str]:
     """Problems that make runs incomparable: different feature caches or class sets.

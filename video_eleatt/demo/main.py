@@ -39,8 +39,8 @@ import yaml
 
 from video_eleatt.compare.attention_run import AttentionConfig, AttentionOutcome, run_attention
 from video_eleatt.compare.plan import ComparisonError, parse_compare_config
+from video_eleatt.compare.rows import SummaryRow
 from video_eleatt.compare.runner import run_comparison
-from video_eleatt.compare.stats import Summary
 from video_eleatt.config_files import ConfigNameError, find_config
 from video_eleatt.demo.options import DemoOptions
 from video_eleatt.demo.synth import DemoDataError, generate_dataset
@@ -392,10 +392,10 @@ def attention_stage(plan: DemoPlan, outcome: Any) -> Any:
     """First-layer attention of the first EleAtt run (statistics, time maps, overlays)."""
     eleatt = [
         row
-        for row in outcome.report.summary
-        if row.get("split") == "all" and "eleatt" in str(row.get("variant", "")).lower()
+        for row in outcome.report.summary_rows
+        if row.split == "all" and "eleatt" in row.variant.lower()
     ]
-    variant = str(eleatt[0]["variant"]) if eleatt else "eleatt_gru"
+    variant = eleatt[0].variant if eleatt else "eleatt_gru"
     run_dirs = sorted((plan.output_dir / "runs" / variant).glob("split-*/seed-*"))
     finished = [path for path in run_dirs if (path / "result.json").is_file()]
     if not finished:
@@ -421,10 +421,10 @@ def attention_stage(plan: DemoPlan, outcome: Any) -> Any:
 # ----------------------------------------------------------------------------- the summary
 
 
-def summary_rows(outcome: Any) -> list[dict[str, Any]]:
-    """Per variant over all seeds: label, top-1 mean and std (%), runs."""
-    rows = [row for row in outcome.report.summary if row.get("split") == "all"]
-    return rows or list(outcome.report.summary)
+def summary_rows(outcome: Any) -> list[SummaryRow]:
+    """Per variant over all seeds (the report's rows of split "all", else all its rows)."""
+    rows = [row for row in outcome.report.summary_rows if row.split == "all"]
+    return rows or list(outcome.report.summary_rows)
 
 
 def format_demo_summary(
@@ -442,11 +442,11 @@ def format_demo_summary(
         "Demo results (test top-1 over seeds; features from an UNTRAINED backbone)",
     ]
     rows = summary_rows(outcome)
-    width = max([len(str(row["label"])) for row in rows] + [7])
+    width = max([len(row.label) for row in rows] + [7])
     lines.append(f"  {'variant':<{width}}  test top-1 (%), mean ± std     runs")
     for row in rows:
-        top1 = Summary(row["top1_mean_pct"], row["top1_std_pct"], row["top1_n"])
-        lines.append(f"  {row['label']:<{width}}  {top1.format():<28}  {row['num_runs']}")
+        top1 = row.accuracy_pct["top1"]
+        lines.append(f"  {row.label:<{width}}  {top1.format():<28}  {row.num_runs}")
     lines += [f"  {sentence}" for sentence in outcome.report.verdicts.values()]
     lines += [f"  problem: {problem}" for problem in outcome.report.problems]
     report_dir = outcome.report.output_dir
@@ -501,11 +501,11 @@ def write_summary_file(
         "attention": str(attention.output_dir) if attention is not None else None,
         "variants": [
             {
-                "variant": row.get("variant"),
-                "label": row.get("label"),
-                "top1_mean_pct": row.get("top1_mean_pct"),
-                "top1_std_pct": row.get("top1_std_pct"),
-                "runs": row.get("num_runs"),
+                "variant": row.variant,
+                "label": row.label,
+                "top1_mean_pct": row.accuracy_pct["top1"].mean,
+                "top1_std_pct": row.accuracy_pct["top1"].std,
+                "runs": row.num_runs,
             }
             for row in summary_rows(outcome)
         ],

@@ -1,7 +1,7 @@
 """Cached feature sequences as a LightningDataModule: subsets, temporal sampling, batches.
 
 The data module reads a feature cache (per-video files or the packed form, see
-``video_eleatt.features.cache.open_features``) and the dataset index of the split
+``video_eleatt.features.opening.open_features``) and the dataset index of the split
 (``video_eleatt.datasets.load_index``): the index says which videos are train, val and test
 and their labels; the cache holds each video's (T, D) features.
 

@@ -146,11 +146,19 @@ def _realistic_case(gate_activation):
 
 
 @pytest.mark.parametrize("loop", LOOPS)
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("backend", "mkl_min_rows"),
+    [("onednn", 10**9), ("onednn", 1), ("torch", 10**9)],
+    ids=["onednn", "onednn-mkl-sequence-products", "torch"],
+)
 @pytest.mark.parametrize("gate_activation", ["sigmoid", "softmax"])
-def test_float32_realistic_size_matches_reference(backend, gate_activation, loop):
+def test_float32_realistic_size_matches_reference(
+    backend, mkl_min_rows, gate_activation, loop, monkeypatch
+):
     _skip_if_unavailable(backend)
     _skip_if_no_loop(loop)
+    # oneDNN's products over all steps go to MKL from MKL_MIN_ROWS rows: run both ways.
+    monkeypatch.setattr(matmul, "MKL_MIN_ROWS", mkl_min_rows)
     x, h0, params, cotangents, (want, want_grads) = _realistic_case(gate_activation)
     x32, h32 = x.float(), h0.float()
     params32 = {k: v.float() for k, v in params.items()}

@@ -75,18 +75,18 @@ class Products {
 Tensor rows_of(const Tensor& tensor, int64_t rows) { return tensor.narrow(0, 0, rows); }
 
 void forward_steps(const Tensor& x_seq, Tensor attention, Tensor hidden_all, Tensor gates,
-                   const Tensor& weight_h, const Tensor& bias_h, const Tensor& weight_ih,
-                   const Tensor& bias_ih, at::IntArrayRef batch_sizes, bool softmax, bool keep,
+                   const Tensor& weight_h, const Tensor& bias_hn, const Tensor& weight_ih,
+                   const Tensor& bias_i, at::IntArrayRef batch_sizes, bool softmax, bool keep,
                    int64_t backend, bool bf16) {
   const Products mm(backend, bf16);
   const int64_t steps = x_seq.size(0), batch = x_seq.size(1), input_size = x_seq.size(2);
   const int64_t hidden = hidden_all.size(2);
-  const std::optional<Tensor> bias_h_opt(bias_h), bias_ih_opt(bias_ih);
+  const std::optional<Tensor> no_bias, bias_i_opt(bias_i);
   for (int64_t t = 0; t < steps; ++t) {
     const int64_t rows = batch_sizes[t];
     const Tensor h_prev = rows_of(hidden_all.select(0, t), rows);
-    const Tensor projected = mm.linear(h_prev, weight_h, bias_h_opt);  // (b, D + 3N)
-    Tensor gate = rows_of(attention.select(0, t), rows);                // (b, D)
+    const Tensor projected = mm.linear(h_prev, weight_h, no_bias);  // (b, D + 3N)
+    Tensor gate = rows_of(attention.select(0, t), rows);             // (b, D)
     gate.add_(projected.narrow(1, 0, input_size));
     if (softmax) {
       gate.copy_(at::softmax(gate, 1));
@@ -94,19 +94,22 @@ void forward_steps(const Tensor& x_seq, Tensor attention, Tensor hidden_all, Ten
       gate.sigmoid_();
     }
     const Tensor x_mod = gate * rows_of(x_seq.select(0, t), rows);
-    const Tensor gi = mm.linear(x_mod, weight_ih, bias_ih_opt);  // (b, 3N)
+    const Tensor gi = mm.linear(x_mod, weight_ih, bias_i_opt);  // (b, 3N)
     const Tensor gh = projected.narrow(1, input_size, 3 * hidden);
     Tensor step_gates = rows_of(gates.select(0, keep ? t : 0), rows);  // (b, 4N)
     Tensor reset_update = step_gates.narrow(1, 0, 2 * hidden);
-    Tensor candidate = step_gates.narrow(1, 2 * hidden, hidden);
     Tensor hidden_part = step_gates.narrow(1, 3 * hidden, hidden);
     at::add_out(reset_update, gi.narrow(1, 0, 2 * hidden), gh.narrow(1, 0, 2 * hidden));
     reset_update.sigmoid_();
-    hidden_part.copy_(gh.narrow(1, 2 * hidden, hidden));
-    at::mul_out(candidate, reset_update.narrow(1, 0, hidden), hidden_part);
-    candidate.add_(gi.narrow(1, 2 * hidden, hidden)).tanh_();
+    at::add_out(hidden_part, gh.narrow(1, 2 * hidden, hidden), bias_hn);
+    // n in h_t's own (contiguous) rows: tanh is several times slower on a strided view.
     Tensor h_next = rows_of(hidden_all.select(0, t + 1), rows);
-    at::lerp_out(h_next, candidate, h_prev, reset_update.narrow(1, hidden, hidden));
+    at::mul_out(h_next, reset_update.narrow(1, 0, hidden), hidden_part);
+    h_next.add_(gi.narrow(1, 2 * hidden, hidden)).tanh_();
+    if (keep) {
+      step_gates.narrow(1, 2 * hidden, hidden).copy_(h_next);
+    }
+    at::lerp_out(h_next, h_next, h_prev, reset_update.narrow(1, hidden, hidden));
     if (rows < batch) {
       attention.select(0, t).narrow(0, rows, batch - rows).zero_();
       hidden_all.select(0, t + 1).narrow(0, rows, batch - rows).zero_();
@@ -172,7 +175,7 @@ void backward_steps(Tensor grad_h, const std::optional<Tensor>& grad_out_seq,
 TORCH_LIBRARY(video_eleatt_gru, m) {
   m.def(
       "forward_steps(Tensor x_seq, Tensor(a!) attention, Tensor(b!) hidden_all, "
-      "Tensor(c!) gates, Tensor weight_h, Tensor bias_h, Tensor weight_ih, Tensor bias_ih, "
+      "Tensor(c!) gates, Tensor weight_h, Tensor bias_hn, Tensor weight_ih, Tensor bias_i, "
       "int[] batch_sizes, bool softmax, bool keep, int backend, bool bf16) -> ()");
   m.def(
       "backward_steps(Tensor(a!) grad_h, Tensor? grad_out_seq, Tensor factors_i, "

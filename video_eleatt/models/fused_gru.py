@@ -7,11 +7,12 @@ products, and the rest in as few per-step operations as it can:
 
 Forward (time-major, sequences sorted by length so that the active rows are a prefix):
 
-- ``A = X W_xa^T`` for all steps at once (one (T*B, D) x (D, D) product);
+- ``A = X W_xa^T + b_a`` for all steps at once (one (T*B, D) x (D, D) product);
 - per step, ONE product of ``h_{t-1}`` with ``[W_ha; W_hh]`` stacked ((D + 3N) rows), the gate
-  ``a_t = act(A_t + W_ha h_{t-1} + b_a)``, ``x~_t = a_t * x_t``, and ONE product of ``x~_t``
-  with ``W_ih``; then the GRU update in ``nn.GRU``'s convention (gates r, z, n;
-  ``n = tanh(W_in x~ + b_in + r * (W_hn h + b_hn))``, ``h = (1 - z) * n + z * h``).
+  ``a_t = act(A_t + W_ha h_{t-1})``, ``x~_t = a_t * x_t``, and ONE product of ``x~_t``
+  with ``W_ih`` (its bias carries ``b_hr`` and ``b_hz`` too); then the GRU update in
+  ``nn.GRU``'s convention (gates r, z, n; ``n = tanh(W_in x~ + b_in + r * (W_hn h + b_hn))``,
+  ``h = (1 - z) * n + z * h``), with n computed in h_t's contiguous rows.
 
 Backward: per step only the two products that carry the gradient back through time
 (``dx~_t = dG_i W_ih`` and ``dh_{t-1} = [da_pre, dG_h] [W_ha; W_hh]``) and a few element-wise
@@ -26,7 +27,8 @@ Where the work runs, chosen automatically per call (:func:`describe_path` says w
   cost per operation; built once by ``scripts/setup.sh`` or on first use,
   :mod:`video_eleatt.models.gru_loop`), else the Python loops of this module, which compute
   the same thing; on CUDA, replayed from CUDA graphs (:mod:`video_eleatt.models.cuda_graphs`);
-- products: oneDNN with packed weights for large float32 CPU layers, ``torch.mm`` otherwise;
+- products: the per-step ones through oneDNN with packed weights for large float32 CPU
+  layers, ``torch.mm`` otherwise, and the products over all steps through ``torch.mm``;
   in bfloat16 under bf16 autocast where the hardware multiplies bf16 natively, with float32
   results, state and non-linearities (:mod:`video_eleatt.models.matmul`). Autocast itself is
   switched off inside: it would cast the products behind the back end's back.
@@ -118,38 +120,44 @@ def _activate_gate(pre: Tensor, softmax: bool) -> None:
 
 
 def _forward_steps_python(
-    x_seq, attention, hidden_all, gates, weight_h, bias_h, weight_ih, bias_ih,
+    x_seq, attention, hidden_all, gates, weight_h, bias_hn, weight_ih, bias_i,
     batch_sizes, softmax, keep, mm,
 ) -> None:  # fmt: skip
     """The forward time loop, in place on ``attention``, ``hidden_all`` and ``gates``.
 
     ``attention`` (T, B, D) holds ``W_xa x_t + b_a`` on entry and ``a_t`` on exit;
     ``hidden_all`` (T + 1, B, N) holds h_0 in row 0 and gets h_1 .. h_T; ``gates`` gets
-    r, z, n and ``W_hn h + b_hn`` per step (one reused row when not ``keep``). The C++ op
-    ``video_eleatt_gru::forward_steps`` (eleatt_gru_loop.cpp) is a line-for-line copy.
+    r, z, n and ``W_hn h + b_hn`` per step (one reused row when not ``keep``: then n is not
+    stored). ``weight_h`` is ``[W_ha; W_hh]`` without bias: ``b_a`` is already in
+    ``attention``, ``b_hr`` and ``b_hz`` are in ``bias_i`` (with ``b_i``), and ``bias_hn``
+    is added here. The C++ op ``video_eleatt_gru::forward_steps`` (eleatt_gru_loop.cpp) is a
+    line-for-line copy.
     """
     steps, batch, input_size = x_seq.shape
     hidden = hidden_all.shape[2]
     for t in range(steps):
         rows = batch_sizes[t]
         h_prev = hidden_all[t, :rows]  # (b, N)
-        projected = mm.linear(h_prev, weight_h, bias_h)  # (b, D + 3N)
+        projected = mm.linear(h_prev, weight_h)  # (b, D + 3N)
         gate = attention[t, :rows]  # (b, D)
         gate.add_(projected[:, :input_size])
         _activate_gate(gate, softmax)
         x_mod = gate * x_seq[t, :rows]  # (b, D)
-        gi = mm.linear(x_mod, weight_ih, bias_ih)  # (b, 3N)
+        gi = mm.linear(x_mod, weight_ih, bias_i)  # (b, 3N)
         gh = projected[:, input_size:]  # (b, 3N)
         step_gates = gates[t if keep else 0, :rows]  # (b, 4N)
         reset_update = step_gates[:, : 2 * hidden]
-        candidate = step_gates[:, 2 * hidden : 3 * hidden]
         hidden_part = step_gates[:, 3 * hidden :]
         torch.add(gi[:, : 2 * hidden], gh[:, : 2 * hidden], out=reset_update).sigmoid_()
-        hidden_part.copy_(gh[:, 2 * hidden :])
-        torch.mul(reset_update[:, :hidden], hidden_part, out=candidate)
-        candidate.add_(gi[:, 2 * hidden :]).tanh_()
-        # h_t = n + z * (h_{t-1} - n)
-        torch.lerp(candidate, h_prev, reset_update[:, hidden:], out=hidden_all[t + 1, :rows])
+        torch.add(gh[:, 2 * hidden :], bias_hn, out=hidden_part)
+        # n is computed in h_t's own (contiguous) rows: tanh runs several times slower on a
+        # strided view. Then h_t = n + z * (h_{t-1} - n).
+        h_next = hidden_all[t + 1, :rows]
+        torch.mul(reset_update[:, :hidden], hidden_part, out=h_next)
+        h_next.add_(gi[:, 2 * hidden :]).tanh_()
+        if keep:
+            step_gates[:, 2 * hidden : 3 * hidden] = h_next
+        torch.lerp(h_next, h_prev, reset_update[:, hidden:], out=h_next)
         if rows < batch:
             attention[t, rows:].zero_()
             hidden_all[t + 1, rows:].zero_()
@@ -241,18 +249,21 @@ def _forward(x, h0, lengths, weights, softmax: bool, mm: TorchMatmul, keep_for_b
     x_seq = _to_sorted_time_major(x, order)  # (T, B, D)
     h_first = h0 if order is None else h0.index_select(0, order.to(h0.device))
     weight_h = torch.cat([weight_ha, weight_hh])  # (D + 3N, N): [W_ha; W_hh]
-    bias_h = torch.cat([bias_a, bias_hh])  # (D + 3N,)
     packed_h = mm.pack(weight_h, batch)
     packed_ih = mm.pack(weight_ih, batch)
+    # The biases go where they cost nothing per step: b_a into the product below, b_hr and
+    # b_hz into W_ih's bias; only b_hn (multiplied by r) is added in the loop.
+    bias_i = torch.cat([bias_ih[: 2 * hidden] + bias_hh[: 2 * hidden], bias_ih[2 * hidden :]])
+    bias_hn = bias_hh[2 * hidden :]
 
     # Gate pre-activations from the input, all steps at once; a_t is written over them.
-    attention = mm.linear(x_seq.view(steps * batch, input_size), weight_xa)
+    attention = mm.sequence_linear(x_seq.view(steps * batch, input_size), weight_xa, bias_a)
     attention = attention.view(steps, batch, input_size)  # (T, B, D)
     hidden_all = x.new_empty(steps + 1, batch, hidden)  # (T + 1, B, N): h_0 .. h_T
     hidden_all[0] = h_first
     # r, z, n and W_hn h + b_hn per step, for the backward pass.
     gates = x.new_empty(steps if keep_for_backward else 1, batch, 4 * hidden)  # (T, B, 4N)
-    loop_args = (x_seq, attention, hidden_all, gates, packed_h, bias_h, packed_ih, bias_ih)
+    loop_args = (x_seq, attention, hidden_all, gates, packed_h, bias_hn, packed_ih, bias_i)
     _run_steps("forward", loop_args, (1, 2, 3), (batch_sizes, softmax, keep_for_backward), mm)
 
     if order is None:

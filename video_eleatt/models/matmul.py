@@ -2,12 +2,14 @@
 
 Back ends (:func:`matmul_backend` picks one per call):
 
-- ``"onednn"``: CPU products through oneDNN with weights reordered ("packed") once per
-  sequence (``torch.ops.mkldnn._reorder_linear_weight`` / ``_linear_pointwise``, internal
-  torch ops). On the AMD EPYCs this was measured on, torch's bundled MKL ran the per-step
-  products of a sequence at about 0.6x and a 2048^3 product at about 0.75x of oneDNN's rate
-  with packed weights. Used only when the ops exist, ``torch.backends.mkldnn`` is enabled and
-  a one-time self-check against ``torch.addmm`` passes (:func:`onednn_available`).
+- ``"onednn"``: the per-step products of a sequence through oneDNN with weights reordered
+  ("packed") once per sequence (``torch.ops.mkldnn._reorder_linear_weight`` /
+  ``_linear_pointwise``, internal torch ops); on the AMD EPYCs this was measured on, torch's
+  bundled MKL ran them at about 0.6x oneDNN's rate. The products over all steps at once (the
+  gate's input product, the weight gradients, the input gradient) stay with MKL, which ran
+  them faster (135-147 vs 72-120 GFLOP/s at the paper's RGB size, float32). Used only when
+  the ops exist, ``torch.backends.mkldnn`` is enabled and a one-time self-check against
+  ``torch.addmm`` passes (:func:`onednn_available`).
 - ``"torch"``: public ``torch.mm`` / ``torch.addmm`` (any dtype and device; float64 for
   gradcheck, CUDA).
 
@@ -45,6 +47,8 @@ BackendName = Literal["auto", "onednn", "torch"]
 # (256, 100, 150, 100) train 1.83 vs 1.59, inference 1.56 vs 1.52. The weight is
 # 3N x D = 3.1M elements in the first, 197k and 45k in the others.
 ONEDNN_MIN_INPUT_WEIGHT = 1 << 20
+# From this many rows, a product over all steps at once goes to MKL (see OneDnnMatmul).
+MKL_MIN_ROWS = 1024
 
 # What matmul_backend() and product_dtype() pick on "auto"; changed by the context managers.
 _choice: dict[str, object] = {"backend": "auto", "bf16": None}
@@ -73,6 +77,10 @@ class TorchMatmul:
         if bias is None:
             return torch.mm(x, weight.t())
         return torch.addmm(bias, x, weight.t())
+
+    def sequence_linear(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        """:meth:`linear` for a product over all steps at once (unpacked ``weight``)."""
+        return self.linear(x, weight, bias)
 
     def linear_add(self, x: Tensor, weight: Tensor, other: Tensor) -> Tensor:
         """``x @ weight^T + other``; may write into ``other``."""
@@ -110,12 +118,27 @@ class OneDnnMatmul(TorchMatmul):
             return result if bias is None else result.add_(bias)
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
+    # Products over all steps at once: MKL computed the weight gradients faster than oneDNN
+    # at every size measured (2-core EPYC, 2 threads; 127-147 vs 72-120 GFLOP/s at
+    # T*B = 512 and 2048 rows), and x @ W^T from MKL_MIN_ROWS rows up (2048 rows: 136-140 vs
+    # 148-157 ms for D = 2048), while oneDNN was faster below that (32 rows: 3.5-4.1 vs
+    # 4.2-5.3 ms). oneDNN keeps the per-step products.
+
+    def sequence_linear(self, x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        if self.product_dtype is None and x.shape[0] >= MKL_MIN_ROWS:
+            return TorchMatmul.linear(self, x, weight, bias)
+        return self.linear(x, weight, bias)
+
     def linear_add(self, x: Tensor, weight: Tensor, other: Tensor) -> Tensor:
+        if self.product_dtype is None and x.shape[0] >= MKL_MIN_ROWS:
+            return TorchMatmul.linear_add(self, x, weight, other)
         if self.product_dtype is not None:
             return other.add_(self.linear(x, weight))
         return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, None, "add")
 
     def grad_weight(self, grad: Tensor, inputs: Tensor) -> Tensor:
+        if self.product_dtype is None:
+            return TorchMatmul.grad_weight(self, grad, inputs)
         # Both operands are passed as transposed views of dense (M, .) matrices: the weight
         # operand is reordered into oneDNN's blocked layout (cheap for any dense layout), the
         # source is copied. Copy the narrower one and transpose the (small) result if needed.

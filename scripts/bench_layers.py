@@ -294,9 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--loop",
-        choices=("auto", "cpp", "python"),
+        choices=("auto", "cpp", "cpp-aten", "python"),
         default="auto",
-        help="EleAttGRU's time loop (default auto: C++ where built; python = before issue 15)",
+        help="EleAttGRU's time loop (default auto: C++ where built; cpp-aten = C++ without its "
+        "fused element-wise passes; python = before issue 15)",
     )
     parser.add_argument(
         "--no-cuda-graphs", action="store_true", help="CUDA: replay no graphs (for comparison)"

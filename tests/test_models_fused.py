@@ -31,11 +31,13 @@ from video_eleatt.models.matmul import (
 
 PARAM_NAMES = ("weight_xa", "weight_ha", "bias_a", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
 BACKENDS = ("onednn", "torch")
-LOOPS = ("cpp", "python")
+# cpp-aten: the C++ loop with ATen element-wise calls in place of its fused CPU passes (the
+# code CUDA runs), so both branches of eleatt_gru_loop.cpp meet the reference here.
+LOOPS = ("cpp", "cpp-aten", "python")
 
 
 def _skip_if_no_loop(loop: str) -> None:
-    if loop == "cpp" and not loop_ops_available():
+    if loop.startswith("cpp") and not loop_ops_available():
         pytest.skip(f"C++ loop unavailable: {gru_loop.loop_status()}")
 
 
@@ -102,7 +104,7 @@ def test_gradcheck_float64_variable_lengths(gate_activation, loop):
 
     assert matmul_backend(x) == "torch"  # float64 always takes the public path
     with use_loop(loop):
-        assert selected_loop() == loop
+        assert selected_loop() == loop.removesuffix("-aten")
         assert torch.autograd.gradcheck(run, inputs, eps=1e-6, atol=1e-8, rtol=1e-6, fast_mode=True)
 
 
@@ -422,6 +424,24 @@ def test_cpp_loop_unavailable_falls_back_to_python_and_says_why(monkeypatch, cap
         selected_loop()
     with pytest.raises(ValueError, match="unknown time loop 'numba'"):
         use_loop("numba").__enter__()
+
+
+@pytest.mark.parametrize(
+    ("capability", "name", "flag"),
+    [
+        ("AVX2", "video_eleatt_gru_loop_avx2", "-mavx2"),
+        ("AVX512", "video_eleatt_gru_loop_avx2", "-DCPU_CAPABILITY_AVX2"),
+        ("DEFAULT", "video_eleatt_gru_loop", None),
+        ("SVE256", "video_eleatt_gru_loop", None),
+    ],
+)
+def test_vector_build_only_where_the_cpu_has_avx2_and_under_its_own_name(
+    monkeypatch, capability, name, flag
+):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    got_name, flags = gru_loop._build_variant()
+    assert got_name == name
+    assert (flag in flags) if flag else flags == []
 
 
 def test_graphed_call_copies_in_and_out_and_captures_on_the_second_call(monkeypatch):

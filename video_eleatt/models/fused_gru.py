@@ -23,8 +23,9 @@ backward: the time-major input, the attention, the hidden states and r, z, n,
 
 Where the work runs, chosen automatically per call (:func:`describe_path` says which):
 
-- time loops: in C++ (``eleatt_gru_loop.cpp``, the same ATen calls without the interpreter's
-  cost per operation; built once by ``scripts/setup.sh`` or on first use,
+- time loops: in C++ (``eleatt_gru_loop.cpp``: no interpreter cost per operation, and on CPU
+  each step's element-wise work in a few fused vector passes; built once by
+  ``scripts/setup.sh`` or on first use,
   :mod:`video_eleatt.models.gru_loop`), else the Python loops of this module, which compute
   the same thing; on CUDA, replayed from CUDA graphs (:mod:`video_eleatt.models.cuda_graphs`);
 - products: the per-step ones through oneDNN with packed weights for large float32 CPU
@@ -54,7 +55,7 @@ from video_eleatt.models.matmul import TorchMatmul, get_matmul, matmul_backend, 
 from video_eleatt.models.sequence_checks import GATE_ACTIVATIONS, resolve_lengths
 
 _SUPPORTED_DTYPES = (torch.float32, torch.float64)
-LoopName = Literal["auto", "cpp", "python"]
+LoopName = Literal["auto", "cpp", "cpp-aten", "python"]
 _loop_choice: dict[str, str] = {"name": "auto"}
 
 
@@ -130,8 +131,8 @@ def _forward_steps_python(
     r, z, n and ``W_hn h + b_hn`` per step (one reused row when not ``keep``: then n is not
     stored). ``weight_h`` is ``[W_ha; W_hh]`` without bias: ``b_a`` is already in
     ``attention``, ``b_hr`` and ``b_hz`` are in ``bias_i`` (with ``b_i``), and ``bias_hn``
-    is added here. The C++ op ``video_eleatt_gru::forward_steps`` (eleatt_gru_loop.cpp) is a
-    line-for-line copy.
+    is added here. The C++ op ``video_eleatt_gru::forward_steps`` (eleatt_gru_loop.cpp)
+    computes the same (line for line with ``fuse = false``).
     """
     steps, batch, input_size = x_seq.shape
     hidden = hidden_all.shape[2]
@@ -170,10 +171,12 @@ def use_loop(name: LoopName) -> Iterator[None]:
 
     Args:
         name: ``"auto"`` (C++ where it is built, else Python), ``"cpp"`` (error if the C++
-            loop cannot be built here) or ``"python"``.
+            loop cannot be built here), ``"cpp-aten"`` (the C++ loop with ATen's element-wise
+            kernels instead of its fused passes, as it runs on CUDA) or ``"python"``.
     """
-    if name not in ("auto", "cpp", "python"):
-        raise ValueError(f"unknown time loop {name!r}; expected one of 'auto', 'cpp', 'python'")
+    names = ("auto", "cpp", "cpp-aten", "python")
+    if name not in names:
+        raise ValueError(f"unknown time loop {name!r}; expected one of {', '.join(names)}")
     previous = _loop_choice["name"]
     _loop_choice["name"] = name
     try:
@@ -187,7 +190,7 @@ def selected_loop() -> str:
     choice = _loop_choice["name"]
     if choice == "python":
         return "python"
-    if choice == "cpp" and not loop_ops_available():
+    if choice in ("cpp", "cpp-aten") and not loop_ops_available():
         raise RuntimeError(f"the C++ time loop was forced but is unavailable: {loop_status()}")
     return "cpp" if loop_ops_available() else "python"
 
@@ -202,9 +205,10 @@ def _run_steps(kind: str, tensors: tuple, mutated: tuple[int, ...], options: tup
     if selected_loop() == "cpp":
         op = getattr(torch.ops.video_eleatt_gru, f"{kind}_steps")
         backend = 1 if mm.name == "onednn" else 0
+        fuse = _loop_choice["name"] != "cpp-aten"
 
         def loop(*args):
-            op(*args, *(list(options[0]), *options[1:]), backend, mm.product_dtype is not None)
+            op(*args, list(options[0]), *options[1:], backend, mm.product_dtype is not None, fuse)
     else:
         python_loop = _forward_steps_python if kind == "forward" else _backward_steps_python
 
@@ -284,7 +288,7 @@ def _backward_steps_python(
 ) -> None:  # fmt: skip
     """The backward time loop, in place on ``grad_h``, ``grad_projected``, ``grad_gi`` and
     ``grad_x_mod`` (see :func:`_backward`). The C++ op ``video_eleatt_gru::backward_steps``
-    (eleatt_gru_loop.cpp) is a line-for-line copy."""
+    (eleatt_gru_loop.cpp) computes the same (line for line with ``fuse = false``)."""
     steps, batch, _, hidden = factors_i.shape
     input_size = attention.shape[2]
     for t in range(steps - 1, -1, -1):

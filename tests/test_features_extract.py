@@ -19,6 +19,7 @@ import pytest
 import torch
 from video_factory import read_indices, write_broken_video, write_vfr_video, write_video_folder
 
+from video_eleatt.datasets import load_index
 from video_eleatt.features import backbones, locate
 from video_eleatt.features.backbones import BackboneConfig, build_backbone
 from video_eleatt.features.cache import FeatureCache
@@ -477,6 +478,27 @@ def test_extract_from_yaml_and_open_it_by_yaml(dataset, tmp_path):
     expected = f"{features.cache_dir.name.rsplit('_', 1)[0]}_{features_hash(identity)}"
     assert plan_cache_dir(on_cuda).name == expected != features.cache_dir.name
     assert open_features(on_cuda).cache_dir == features.cache_dir
+
+
+def test_a_relative_dataset_root_is_recorded_absolute_so_training_finds_it_from_anywhere(
+    dataset, tmp_path, monkeypatch
+):
+    # A list-format dataset over the clean videos, named by a path relative to the extraction's
+    # folder; training later reads its lists through the cache's record alone (data.cache).
+    work = tmp_path / "project"
+    shutil.copytree(dataset / "clean", work / "data" / "clips")
+    lines = [f"{rel_path} {i % 2}" for i, rel_path in enumerate(sorted(GOOD))]
+    (work / "data" / "clips" / "train.txt").write_text("\n".join(lines) + "\n")
+    monkeypatch.chdir(work)
+    argv = [*_argv(work, "features"), "--limit", "1"]
+    argv[argv.index("--videos") : argv.index("--videos") + 2] = [
+        "--dataset.name", "list", "--dataset.root", "data/clips",
+    ]  # fmt: skip
+    assert extract_main(argv) == 0
+    cache = FeatureCache(_cache_dir(work / "features"))
+    assert cache.dataset.root == str(work / "data" / "clips")
+    monkeypatch.chdir(tmp_path)  # elsewhere: the recorded root still names the dataset
+    assert len(load_index(cache.dataset).records) == len(GOOD)
 
 
 def _refuse_to_build_backbones(monkeypatch) -> None:

@@ -12,6 +12,7 @@ does, without importing a command-line module.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -218,11 +219,17 @@ def resolve_source(config: ExtractConfig) -> VideoSource:
             VideoTask(record.rel_path, str(index.path(record)), record.label)
             for record in index.records
         ]
+        # Recorded with absolute paths: training reads the dataset's lists through this record
+        # (data.cache alone), from whatever folder it runs in.
+        recorded = spec.to_dict()
+        for key in ("root", "annotations"):
+            if recorded[key] is not None:
+                recorded[key] = os.path.abspath(recorded[key])
         return VideoSource(
             name=source_name(config),
             tasks=sorted(tasks, key=lambda task: task.rel_path),
             class_names=list(index.class_names),
-            dataset=spec.to_dict(),
+            dataset=recorded,
             description={"kind": "dataset", "num_videos": len(tasks)},
         )
     source = Path(config.videos)  # type: ignore[arg-type]

@@ -14,7 +14,14 @@ import yaml
 from training_fixtures import reevaluate, tiny_config
 
 from video_eleatt.compare.cli import attention_main, main
-from video_eleatt.compare.plan import CompareConfig, ComparisonError, VariantSpec, plan_runs
+from video_eleatt.compare.plan import (
+    CompareConfig,
+    ComparisonError,
+    RunSpec,
+    VariantSpec,
+    check_run_spec,
+    plan_runs,
+)
 from video_eleatt.compare.runner import choose_test_checkpoint, run_comparison
 from video_eleatt.features.cache import create_cache, write_entry
 
@@ -320,6 +327,45 @@ def test_plan_checks(tiny):
         plan(seeds=[0, 0])
     with pytest.raises(ComparisonError, match=r"trainer\.devices 2: each comparison run"):
         plan(trainer={"devices": 2})
+
+
+def test_editing_an_included_config_changes_a_run_identity(tmp_path, monkeypatch):
+    """A sub-config (``model: ../models/x.yaml``, relative to the config) or an extract config
+    (``data.cache: extract/x.yaml``, relative to the working folder) is part of a run's
+    identity: editing it refuses the finished run instead of reusing it."""
+    monkeypatch.chdir(tmp_path)
+    for folder in ("models", "exp", "extract"):
+        (tmp_path / folder).mkdir()
+    model = tmp_path / "models" / "gru.yaml"
+    model.write_text("hidden_size: 8\n")
+    (tmp_path / "extract" / "x.yaml").write_text("backbone: {name: resnet18}\n")
+    base = tmp_path / "exp" / "train.yaml"
+    base.write_text("model: ../models/gru.yaml\ndata:\n  cache: extract/x.yaml\n")
+    spec = RunSpec(
+        variant="v", split="default", seed=0, run_dir=str(tmp_path / "run"),
+        configs=[str(base)], overrides={},
+    )  # fmt: skip
+    includes = spec.identity()["configs"][0]["includes"]
+    assert includes == [
+        ["../models/gru.yaml", {"hidden_size": 8}],
+        ["extract/x.yaml", {"backbone": {"name": "resnet18"}}],
+    ]
+    check_run_spec(spec)  # records it
+    check_run_spec(spec)  # unchanged: resumes
+    model.write_text("hidden_size: 16\n")
+    with pytest.raises(
+        ComparisonError, match=r"other options \(configs\.0\.includes\.0\.1\.hidden_size: 8 -> 16\)"
+    ):
+        check_run_spec(spec)
+    model.write_text("hidden_size: 8  # a comment changes nothing\n")
+    check_run_spec(spec)
+    # a run recorded before included configs counted still resumes, and records them now
+    record = tmp_path / "run" / "run_spec.json"
+    old = json.loads(record.read_text())
+    del old["configs"][0]["includes"]
+    record.write_text(json.dumps(old))
+    check_run_spec(spec)
+    assert json.loads(record.read_text())["configs"][0]["includes"] == includes
 
 
 def test_choose_test_checkpoint():

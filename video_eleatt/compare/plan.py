@@ -158,7 +158,47 @@ def _config_identity(item: Any) -> Any:
     path = base_config_file(item) or Path(item)
     # Parsed, so that editing comments does not invalidate finished runs.
     content = yaml.safe_load(path.read_text()) if path.is_file() else None
-    return {"file": str(item), "content": content}
+    identity = {"file": str(item), "content": content}
+    includes = _included_configs(content, path.parent, set())
+    if includes:
+        identity["includes"] = includes
+    return identity
+
+
+def _included_configs(content: Any, folder: Path, seen: set[Path]) -> list[list[Any]]:
+    """``[name, parsed content]`` of every YAML file a config names, recursively, in order.
+
+    A string value ending in ``.yaml``/``.yml`` anywhere in ``content`` that names a file --
+    relative to the config's ``folder`` (how ``model: ../models/x.yaml`` is read) or to the
+    working folder (how ``data.cache: configs/extract/x.yaml`` is) -- is read in, so that
+    editing a sub-config changes the identity of the runs made with it.
+    """
+    found: list[list[Any]] = []
+    values = [content]
+    while values:
+        value = values.pop(0)
+        if isinstance(value, dict):
+            values[:0] = list(value.values())
+        elif isinstance(value, list):
+            values[:0] = value
+        elif isinstance(value, str) and value.endswith((".yaml", ".yml")):
+            candidate = next((p for p in (folder / value, Path(value)) if p.is_file()), None)
+            if candidate is None or candidate.resolve() in seen:
+                continue
+            seen.add(candidate.resolve())
+            included = yaml.safe_load(candidate.read_text())
+            found.append([value, included])
+            found.extend(_included_configs(included, candidate.parent, seen))
+    return found
+
+
+def _without_includes(identity: dict[str, Any]) -> dict[str, Any]:
+    """``identity`` as runs recorded it before included configs were part of it."""
+    configs = [
+        {k: v for k, v in item.items() if k != "includes"} if isinstance(item, dict) else item
+        for item in identity.get("configs", [])
+    ]
+    return {**identity, "configs": configs}
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -383,6 +423,11 @@ def check_run_spec(spec: RunSpec) -> None:
     identity = json.loads(json.dumps(spec.identity()))
     if path.is_file():
         recorded = json.loads(path.read_text())
+        if recorded != identity and recorded == _without_includes(identity):
+            # Recorded before the contents of included configs were part of a run's identity:
+            # it matches as it did then, and they are recorded from now on.
+            path.write_text(json.dumps(identity, indent=1) + "\n")
+            return
         if recorded != identity:
             old, new = _flatten_all(recorded), _flatten_all(identity)
             changed = [

@@ -243,6 +243,35 @@ def test_selection_rule(monkeypatch):
         use_matmul_backend("mkl").__enter__()
 
 
+def test_onednn_back_end_sends_products_over_all_steps_to_mkl(monkeypatch):
+    """float32 weight gradients always, x @ W^T and the fused add from MKL_MIN_ROWS rows:
+    through torch.mm/addmm, never oneDNN's linear (measured slower for them)."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("oneDNN linear called for a product over all steps")
+
+    onednn = matmul.OneDnnMatmul()
+    monkeypatch.setattr(matmul.OneDnnMatmul, "linear", refuse)
+    rows = matmul.MKL_MIN_ROWS
+    grad, inputs, weight = torch.randn(rows, 6), torch.randn(rows, 5), torch.randn(6, 5)
+    other = torch.randn(rows, 6)
+    exact = {
+        "grad_weight": grad.double().t() @ inputs.double(),
+        "sequence_linear": inputs.double() @ weight.double().t(),
+        "linear_add": inputs.double() @ weight.double().t() + other.double(),
+    }
+    got = {
+        "grad_weight": onednn.grad_weight(grad, inputs),
+        "sequence_linear": onednn.sequence_linear(inputs, weight),
+        "linear_add": onednn.linear_add(inputs, weight, other.clone()),
+    }
+    for name, value in got.items():
+        assert value.dtype == torch.float32
+        torch.testing.assert_close(value.double(), exact[name], rtol=1e-5, atol=1e-4, msg=name)
+    with pytest.raises(AssertionError, match="oneDNN linear called"):
+        onednn.sequence_linear(inputs[: rows - 1], weight)  # below the threshold: oneDNN
+
+
 @pytest.mark.parametrize("failure", ["missing", "wrong"])
 def test_falls_back_to_torch_when_onednn_is_missing_or_wrong(monkeypatch, caplog, failure):
     def missing(*args, **kwargs):

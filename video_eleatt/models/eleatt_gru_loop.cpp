@@ -16,7 +16,8 @@
 // non-linearities.
 //
 // Only ATen, its vector types and the op registry are included (no pybind11, no
-// torch/extension.h), which keeps the one-time build short. The ops are registered as torch.ops.video_eleatt_gru.*.
+// torch/extension.h), which keeps the one-time build short. The ops are registered as
+// torch.ops.video_eleatt_gru.*.
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -228,15 +229,7 @@ void gate_backward(RowView<const T> d_x_mod, RowView<const T> factor,
 }
 
 template <typename T>
-std::optional<RowView<const T>> optional_view(const std::optional<Tensor>& t) {
-  if (!t.has_value()) {
-    return std::nullopt;
-  }
-  return view_of<const T>(*t);
-}
-
-template <typename T>
-std::optional<RowView<T>> optional_mutable_view(const std::optional<Tensor>& t) {
+std::optional<RowView<T>> optional_view(const std::optional<Tensor>& t) {
   if (!t.has_value()) {
     return std::nullopt;
   }
@@ -359,7 +352,7 @@ void backward_steps(Tensor grad_h, const std::optional<Tensor>& grad_out_seq,
     const Tensor step_factors_h = rows_of(factors_h.select(0, t), rows).view({rows, 3 * hidden});
     if (fused && all_row_major({dh, grad_out, step_factors_i, step_factors_h, dgi, dgh})) {
       AT_DISPATCH_FLOATING_TYPES(dh.scalar_type(), "eleatt_step_grads", [&] {
-        step_grads<scalar_t>(view_of<scalar_t>(dh), optional_view<scalar_t>(grad_out),
+        step_grads<scalar_t>(view_of<scalar_t>(dh), optional_view<const scalar_t>(grad_out),
                              view_of<const scalar_t>(step_factors_i),
                              view_of<const scalar_t>(step_factors_h), view_of<scalar_t>(dgi),
                              view_of<scalar_t>(dgh), rows, hidden);
@@ -387,8 +380,8 @@ void backward_steps(Tensor grad_h, const std::optional<Tensor>& grad_out_seq,
     if (fused && all_row_major({d_x_mod, factor, extra, d_gate_pre, kept_x_mod})) {
       AT_DISPATCH_FLOATING_TYPES(d_x_mod.scalar_type(), "eleatt_gate_backward", [&] {
         gate_backward<scalar_t>(view_of<const scalar_t>(d_x_mod), view_of<const scalar_t>(factor),
-                                optional_view<scalar_t>(extra), view_of<scalar_t>(d_gate_pre),
-                                optional_mutable_view<scalar_t>(kept_x_mod), rows, input_size);
+                                optional_view<const scalar_t>(extra), view_of<scalar_t>(d_gate_pre),
+                                optional_view<scalar_t>(kept_x_mod), rows, input_size);
       });
     } else {
       if (kept_x_mod.has_value()) {

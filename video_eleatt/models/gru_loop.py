@@ -31,13 +31,11 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("eleatt_gru_loop.cpp")
 EXTENSION_NAME = "video_eleatt_gru_loop"
-# Compiler flags for a build with the CPU's vector instructions, by torch's CPU capability
-# (the flags torch's inductor uses). Elsewhere the build is generic and the loop keeps ATen's
-# element-wise kernels (eleatt_gru_loop.cpp, kVectorBuild).
-_VECTOR_FLAGS = {
-    "AVX2": ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY_AVX2"],
-    "AVX512": ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY_AVX2"],
-}
+# Where torch's CPU capability is one of these, the build uses AVX2 (inductor's flags for it).
+# Elsewhere the build is generic and the loop keeps ATen's element-wise kernels
+# (eleatt_gru_loop.cpp, kVectorBuild).
+_AVX2_CAPABILITIES = ("AVX2", "AVX512")
+_AVX2_FLAGS = ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY_AVX2"]
 _status: dict[str, str] = {"text": "not loaded yet"}
 
 
@@ -91,11 +89,9 @@ def _build_variant() -> tuple[str, list[str]]:
     A vector build gets its own name (``..._avx2``), so that a torch extension cache shared
     by machines with different CPUs never loads it where the instructions are missing.
     """
-    capability = torch.backends.cpu.get_cpu_capability()
-    flags = _VECTOR_FLAGS.get(capability)
-    if flags is None:
+    if torch.backends.cpu.get_cpu_capability() not in _AVX2_CAPABILITIES:
         return EXTENSION_NAME, []
-    return f"{EXTENSION_NAME}_avx2", flags
+    return f"{EXTENSION_NAME}_avx2", list(_AVX2_FLAGS)
 
 
 @functools.cache

@@ -253,7 +253,9 @@ def test_variants_compared_with_their_own_reference():
     # EleAtt-LSTM - LSTM: 4, 5, 6 points
     assert top1["eleatt_lstm"].baseline == "lstm"
     assert top1["eleatt_lstm"].mean_difference_pts == pytest.approx(5.0)
-    assert top1["eleatt_lstm"].verdict.startswith("EleAtt-LSTM is better than LSTM")
+    assert top1["eleatt_lstm"].verdict.startswith(
+        "On this test set, EleAtt-LSTM is better than LSTM"
+    )
     # Holm over the two pooled top-1 tests: the larger raw p is kept, the smaller doubled
     raw = sorted([top1["lstm"].t_pvalue, top1["eleatt_lstm"].t_pvalue])
     holm = sorted([top1["lstm"].holm_pvalue, top1["eleatt_lstm"].holm_pvalue])

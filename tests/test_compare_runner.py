@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from scipy import stats as scipy_stats
 from training_fixtures import reevaluate, tiny_config
 
 from video_eleatt.compare.cli import attention_main, main
@@ -174,6 +175,33 @@ def test_grid_report_and_resume(tiny, capsys):
     assert "too few paired runs" not in markdown and "n = 2" in markdown
     assert "full sequence" in markdown  # the test protocol is recorded
 
+    # every run stores its per-video test predictions: they add up to its confusion matrix
+    # and to its top-1, and they are also in test_predictions.csv
+    for row in rows:
+        run_dir = output / "runs" / row["variant"] / "split-default" / f"seed-{row['seed']}"
+        stored = json.loads((run_dir / "result.json").read_text())
+        predictions = stored["test_predictions"]
+        assert sorted(predictions["rel_paths"]) == sorted(test_videos)
+        counts = np.zeros((3, 3), dtype=int)
+        for label, guess in zip(predictions["labels"], predictions["predicted"]):
+            counts[label, guess] += 1
+        assert counts.tolist() == stored["confusion_matrix"]
+        table = read_csv(run_dir / "test_predictions.csv")
+        assert [r["rel_path"] for r in table] == predictions["rel_paths"]
+        correct = np.mean([int(r["correct"]) for r in table])
+        assert correct == pytest.approx(float(row["test_top1"]), abs=1e-6)
+    # the interval is the paired t-interval of the per-seed results, the per-video columns
+    # are filled, and the report states power and which inference each line makes
+    differences = [100 * (top1[("eleatt_gru", s)] - top1[("baseline_gru", s)]) for s in (0, 1)]
+    if np.ptp(differences) > 0:
+        reference = scipy_stats.ttest_1samp(differences, 0.0).confidence_interval()
+        assert float(pooled["ci_low_pts"]) == pytest.approx(reference.low, abs=1e-3)
+        assert float(pooled["ci_high_pts"]) == pytest.approx(reference.high, abs=1e-3)
+        assert (pooled["significant"] == "True") == (reference.low > 0 or reference.high < 0)
+    assert pooled["num_test_videos"] == "6"
+    assert "Power" in markdown and "on new data from the same distribution" in markdown.lower()
+    assert "On this test set" in markdown
+
     # attention of a trained EleAtt run: statistics and time heatmaps; the overlay needs the
     # backbone that made the cache, which a synthetic cache does not record: listed, not fatal
     run_dir = output / "runs/eleatt_gru/split-default/seed-0"
@@ -217,6 +245,14 @@ def test_grid_report_and_resume(tiny, capsys):
     assert len(outcome.skipped) == 3 and not outcome.failed
     assert (marker.parent / "train_summary.json").stat().st_mtime_ns == summary_before
     assert marker.is_file()
+
+    # a run recorded before predictions were stored gets them from its checkpoint
+    older = output / "runs/eleatt_gru/split-default/seed-0/result.json"
+    payload = json.loads(older.read_text())
+    expected = payload.pop("test_predictions")
+    older.write_text(json.dumps(payload))
+    run_comparison(config, log=lambda message: None)
+    assert json.loads(older.read_text())["test_predictions"] == expected
 
     # a changed config is not silently mixed with finished runs
     config.trainer = {"max_epochs": 3}

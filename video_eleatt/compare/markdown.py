@@ -26,7 +26,7 @@ from video_eleatt.compare.rows import (
     SummaryRow,
     run_name,
 )
-from video_eleatt.compare.stats import Summary
+from video_eleatt.compare.stats import MIN_PAIRS_BOOTSTRAP, Summary
 
 
 @dataclass
@@ -83,11 +83,20 @@ def title(content: ReportContent) -> list[str]:
 
 
 def verdict(content: ReportContent) -> list[str]:
-    lines = ["## Verdict (top-1, paired over seeds and splits)", ""]
-    if content.comparison_rows:
-        lines += [f"- {row.verdict}" for row in content.pooled("top1") + content.pooled("mca")]
-    else:
-        lines.append("- No comparison could be made (see Problems).")
+    lines = ["## Verdict (paired over seeds and splits)", ""]
+    if not content.comparison_rows:
+        return [*lines, "- No comparison could be made (see Problems).", ""]
+    lines += [
+        "Each line says which inference it makes: **on this test set** (the paired runs vary "
+        "the seed; every run is scored on the same test videos) or **on new data from the "
+        "same distribution** (new seeds and new test videos, from each run's per-video "
+        "predictions).",
+        "",
+    ]
+    for row in content.pooled("top1") + content.pooled("mca"):
+        lines.append(f"- {row.verdict}")
+        if row.new_data_verdict:
+            lines.append(f"- {row.new_data_verdict}")
     return [*lines, ""]
 
 
@@ -165,18 +174,21 @@ def comparisons(content: ReportContent) -> list[str]:
     lines = ["## Variants vs the baseline", ""]
     if not rows:
         return [*lines, "No paired comparison was computed (see Problems).", ""]
+    level = f"{plan.confidence * 100:g}%"
     lines += [
         "Differences are variant − reference (the column `vs`; the baseline "
         f"{plan.label(plan.baseline)} unless the config names another) in percentage points "
-        "over runs paired by (split, seed). CI: percentile bootstrap "
-        f"({plan.num_resamples:,} resamples) of the mean paired difference. "
-        f"Significance: paired t-test at alpha = {plan.alpha:g}; Holm-adjusted p over the "
+        "over runs paired by (split, seed), on this test set. Test: paired t-test at "
+        f"alpha = {plan.alpha:g}; interval: the same test's paired t-interval at {level} "
+        "(`significant` = it excludes 0, which is p < alpha); Holm-adjusted p over the "
         "variants is given for the pooled rows when there is more than one variant. "
-        "Wilcoxon signed-rank only where n >= 6 (below that it cannot reach p < 0.05).",
+        "Wilcoxon signed-rank only where n >= 6 (below that it cannot reach p < 0.05); "
+        f"BCa bootstrap interval only where n >= {MIN_PAIRS_BOOTSTRAP} (below that it covers "
+        "less than its level).",
         "",
-        "| metric | variant | vs | split | n | mean diff (pts) | "
-        f"{plan.confidence * 100:g}% CI (pts) | t-test p | Holm p | Wilcoxon p | significant |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| metric | variant | vs | split | n | mean diff (pts) | {level} t-interval (pts) "
+        "| t-test p | Holm p | Wilcoxon p | BCa bootstrap (pts) | significant |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [comparison_line(row, plan) for row in rows]
     lines.append("")
@@ -184,7 +196,15 @@ def comparisons(content: ReportContent) -> list[str]:
     lines += [f"- Note: {note}" for note in notes]
     if notes:
         lines.append("")
-    per_split = [row.verdict for row in rows if row.split != POOLED and row.metric == "top1"]
+    lines += power_section(rows)
+    lines += new_data_section(rows, plan)
+    per_split = [
+        sentence
+        for row in rows
+        if row.split != POOLED and row.metric == "top1"
+        for sentence in (row.verdict, row.new_data_verdict)
+        if sentence
+    ]
     if per_split:
         lines += ["Per-split verdicts (top-1):", ""]
         lines += [f"- {sentence}" for sentence in per_split]
@@ -192,20 +212,84 @@ def comparisons(content: ReportContent) -> list[str]:
     return lines
 
 
+def power_section(rows: list[ComparisonRow]) -> list[str]:
+    """What each pooled comparison can resolve (on this test set)."""
+    pooled = [row for row in rows if row.split == POOLED and row.detectable_difference_pts]
+    if not pooled:
+        return []
+    target = pooled[0].target_difference_pts
+    lines = [
+        "### Power (on this test set)",
+        "",
+        "Paired t-test at the same alpha, 80% power, given each comparison's observed paired "
+        "SD (statsmodels `TTestPower`); the SD is itself uncertain at small n, so read these "
+        f"as the design's sensitivity. The difference of interest is {target:g} points "
+        "(`target_difference_pts`).",
+        "",
+        "| metric | variant | n | paired SD (pts) | detectable at 80% (pts) "
+        f"| power for {target:g} pts | pairs needed for {target:g} pts | underpowered |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in pooled:
+        needed = "n/a" if row.pairs_needed is None else str(row.pairs_needed)
+        power = "n/a" if row.power_at_target is None else f"{row.power_at_target * 100:.0f}%"
+        lines.append(
+            f"| {row.metric} | {row.variant} | {row.n} | {row.std_difference_pts:.2f} "
+            f"| {row.detectable_difference_pts:.1f} | {power} | {needed} "
+            f"| {'yes' if row.underpowered else 'no'} |"
+        )
+    return [*lines, ""]
+
+
+def new_data_section(rows: list[ComparisonRow], plan: ReportPlan) -> list[str]:
+    """The per-video inference (top-1, on new data from the same distribution)."""
+    measured = [row for row in rows if row.metric == "top1" and row.num_test_videos]
+    if not measured:
+        return []
+    lines = [
+        "### On new data from the same distribution (top-1, per-video predictions)",
+        "",
+        "Two-level interval: seeds and test videos both resampled in thought; the crossed "
+        "random-effects model of the per-video differences, generalized confidence interval "
+        "(it is never narrower than the seed-level t-interval). Exact McNemar: videos one arm "
+        "gets right and the other wrong, per seed and pooled over seeds; it treats the test "
+        "videos as a sample and the trained models as fixed, and counts a video once per seed.",
+        "",
+        f"| variant | split | seeds x videos | mean diff (pts) | {plan.confidence * 100:g}% "
+        "two-level interval (pts) | variant alone right | baseline alone right "
+        "| McNemar p (pooled) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in measured:
+        interval = (
+            f"[{row.two_level_low_pts:+.2f}, {row.two_level_high_pts:+.2f}]"
+            if row.two_level_low_pts is not None and row.two_level_high_pts is not None
+            else "n/a"
+        )
+        lines.append(
+            f"| {plan.label(row.variant)} | {row.split} | {row.n} x {row.num_test_videos} "
+            f"| {row.mean_difference_pts:+.2f} | {interval} | {row.mcnemar_variant_only} "
+            f"| {row.mcnemar_baseline_only} | {format_p(row.mcnemar_pvalue)} |"
+        )
+    return [*lines, ""]
+
+
 def comparison_line(row: ComparisonRow, plan: ReportPlan) -> str:
     """One row of the comparison table."""
-    ci = (
-        f"[{row.ci_low_pts:+.2f}, {row.ci_high_pts:+.2f}]"
-        if row.ci_low_pts is not None and row.ci_high_pts is not None
-        else "n/a"
-    )
     return (
         f"| {row.metric} | {plan.label(row.variant)} | {plan.label(row.baseline)} "
         f"| {row.split} | {row.n} "
-        f"| {row.mean_difference_pts:+.2f} | {ci} | {format_p(row.t_pvalue)} "
-        f"| {format_p(row.holm_pvalue)} | {format_p(row.wilcoxon_pvalue)} "
+        f"| {row.mean_difference_pts:+.2f} | {interval_cell(row.ci_low_pts, row.ci_high_pts)} "
+        f"| {format_p(row.t_pvalue)} | {format_p(row.holm_pvalue)} "
+        f"| {format_p(row.wilcoxon_pvalue)} "
+        f"| {interval_cell(row.bootstrap_low_pts, row.bootstrap_high_pts)} "
         f"| {'yes' if row.significant else 'no'} |"
     )
+
+
+def interval_cell(low: float | None, high: float | None) -> str:
+    """``[+1.00, +2.00]``, or ``n/a``."""
+    return "n/a" if low is None or high is None else f"[{low:+.2f}, {high:+.2f}]"
 
 
 def figures(content: ReportContent) -> list[str]:
@@ -296,10 +380,12 @@ def method(content: ReportContent) -> list[str]:
         "Spread is the sample standard deviation (ddof = 1). Paired tests use the "
         "differences of matching runs; pooling splits treats each (split, seed) pair as one "
         "observation. A non-significant result means the runs cannot tell the variants apart "
-        "at this n, not that they are equal; the CI says how large a difference remains "
-        "plausible. With few pairs (fewer than about 10) the percentile bootstrap interval is "
-        "narrower than it should be (it cannot reach beyond the observed differences): read it "
-        "together with the t-test.",
+        "at this n, not that they are equal; the interval says how large a difference "
+        "remains plausible, and the power table what this design could have detected. "
+        "The paired t-test and its interval are inferences on this test set: the seeds vary, "
+        "the test videos do not. The two-level interval and the McNemar tests use each run's "
+        "per-video predictions (`runs/<variant>/split-<split>/seed-<seed>/"
+        "test_predictions.csv`) to add the test set's own sampling error.",
         "",
     ]
 
@@ -310,7 +396,8 @@ def files(content: ReportContent) -> list[str]:
         "",
         "- `results.csv`: one row per planned run (status finished / failed / missing).",
         "- `summary.csv`: per variant, per split and averaged over splits (accuracy in %).",
-        "- `comparisons.csv`: every variant vs the baseline, per metric, pooled and per split.",
+        "- `comparisons.csv`: every variant vs the baseline, per metric, pooled and per split "
+        "(t-interval, power, and for top-1 the two-level interval and McNemar counts).",
         "- `per_class.csv`: mean per-class accuracy per variant (%).",
         "- `figures/`: the PNG figures above.",
         "",
@@ -343,11 +430,27 @@ def describe_protocol(protocol: dict[str, Any]) -> str:
     if protocol.get("validation_subset"):
         parts.append(f"validation videos: {protocol['validation_subset']}")
     if protocol.get("train_sampling"):
-        parts.append(
-            f"training sampling: {protocol['train_sampling']}"
-            + (f" ({protocol['num_steps']} steps)" if protocol.get("num_steps") else "")
-        )
+        parts.append(f"training sampling: {describe_train_sampling(protocol)}")
     return "; ".join(parts)
+
+
+def describe_train_sampling(protocol: dict[str, Any]) -> str:
+    """How training draws steps from a video, as the data module does it: ``full`` uses every
+    cached step (``num_steps`` does not apply), ``segments`` one step in each of
+    ``num_steps`` segments, ``window`` ``num_steps`` consecutive steps.
+
+    >>> describe_train_sampling({"train_sampling": "full", "num_steps": 32})
+    'full (every cached step of each video)'
+    """
+    mode = protocol.get("train_sampling")
+    steps = protocol.get("num_steps")
+    if mode == "full":
+        return "full (every cached step of each video)"
+    if mode == "segments" and steps:
+        return f"segments ({steps} segments, one random step in each)"
+    if mode == "window" and steps:
+        return f"window ({steps} consecutive steps from a random start)"
+    return str(mode)
 
 
 def split_title(split: str) -> str:

@@ -50,6 +50,9 @@ class RunResult:
         cache_fingerprint: Hash of the cache's ``config.json`` (same features <=> same hash).
         model_config: The exact model options of the run.
         test_protocol: How test videos were scored (clips, pooling), as recorded by training.
+        test_predictions: Per test video, in test order: ``rel_paths`` (its key in the
+            feature cache), ``labels`` and ``predicted`` (class ids, the top-1 prediction of
+            the tested checkpoint); empty for runs recorded before predictions were stored.
         run_dir: Directory of the run (config.yaml, checkpoints, metrics).
         device: Where it ran (e.g. ``"cpu"``, ``"cuda:0 NVIDIA H100"``).
         extra: Anything else worth keeping (free form).
@@ -75,9 +78,22 @@ class RunResult:
     cache_fingerprint: str = ""
     model_config: dict[str, Any] = field(default_factory=dict)
     test_protocol: dict[str, Any] = field(default_factory=dict)
+    test_predictions: dict[str, list] = field(default_factory=dict)
     run_dir: str = ""
     device: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def correct_by_video(self) -> dict[str, bool]:
+        """Test video key -> whether the run's top-1 prediction was right ({} when not stored)."""
+        predictions = self.test_predictions or {}
+        return {
+            path: int(label) == int(predicted)
+            for path, label, predicted in zip(
+                predictions.get("rel_paths") or [],
+                predictions.get("labels") or [],
+                predictions.get("predicted") or [],
+            )
+        }
 
     @property
     def key(self) -> tuple[str, str, int]:

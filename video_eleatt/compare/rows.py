@@ -14,10 +14,18 @@ from typing import Any
 
 import numpy as np
 
+from video_eleatt.compare.pervideo import (
+    INFERENCE_NEW_DATA,
+    PooledMcNemar,
+    TwoLevelInterval,
+    pooled_mcnemar,
+    two_level_interval,
+)
 from video_eleatt.compare.results import RunResult
 from video_eleatt.compare.stats import (
     PairedComparison,
     Summary,
+    format_pvalue,
     holm_adjust,
     paired_comparison,
     summarize,
@@ -62,9 +70,9 @@ class ReportPlan:
         base_configs: Training config file -> its text (shown in the report).
         failures: Run key -> error message, for runs that were attempted and failed.
         notes: Extra lines for the report's problems section (e.g. runs skipped on request).
-        alpha: Significance level.
-        confidence: Coverage of the bootstrap CIs.
-        num_resamples: Bootstrap resamples.
+        alpha: Significance level; every interval is at level ``1 - alpha``.
+        target_difference_pts: The difference of interest for the power analysis, in points.
+        num_resamples: Bootstrap resamples (BCa, from ``MIN_PAIRS_BOOTSTRAP`` pairs).
     """
 
     name: str
@@ -79,8 +87,13 @@ class ReportPlan:
     failures: dict[RunKey, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     alpha: float = 0.05
-    confidence: float = 0.95
+    target_difference_pts: float = 2.0
     num_resamples: int = 10_000
+
+    @property
+    def confidence(self) -> float:
+        """Level of every interval: ``1 - alpha`` (an interval agrees with its test)."""
+        return 1.0 - self.alpha
 
     def label(self, variant: str) -> str:
         """Display label of ``variant``."""
@@ -150,6 +163,10 @@ class ComparisonRow:
     """One variant against its reference on one metric, pooled over splits or on one split.
 
     Percentages and points are accuracy x 100; ``holm_pvalue`` is set on pooled rows only.
+    ``ci_low_pts`` / ``ci_high_pts`` are the paired t-interval (level ``1 - alpha``, on this
+    test set) and ``significant`` says whether it excludes 0. The per-video columns
+    (``two_level_*``, ``mcnemar_*``) are set for top-1 on one split where every run stored its
+    test predictions; they make the inference on new data from the same distribution.
     """
 
     variant: str
@@ -169,7 +186,22 @@ class ComparisonRow:
     wilcoxon_statistic: float | None
     wilcoxon_pvalue: float | None
     significant: bool
+    bootstrap_low_pts: float | None
+    bootstrap_high_pts: float | None
+    target_difference_pts: float
+    detectable_difference_pts: float | None
+    power_at_target: float | None
+    pairs_needed: int | None
+    underpowered: bool
+    num_test_videos: int | None
+    two_level_low_pts: float | None
+    two_level_high_pts: float | None
+    two_level_significant: bool | None
+    mcnemar_variant_only: int | None
+    mcnemar_baseline_only: int | None
+    mcnemar_pvalue: float | None
     verdict: str
+    new_data_verdict: str
     notes: str
 
     def csv_row(self) -> dict[str, Any]:
@@ -271,7 +303,7 @@ def compare_variants(
             if variant == plan.baseline:
                 continue
             for split in [POOLED, *plan.splits] if len(plan.splits) > 1 else [POOLED]:
-                pairs = []
+                pairs, runs = [], []
                 for candidate_split in plan.splits if split == POOLED else [split]:
                     for seed in plan.seeds:
                         run = by_key.get((variant, candidate_split, seed))
@@ -281,23 +313,37 @@ def compare_variants(
                         values = (_metric(run, metric), _metric(base, metric))
                         if None not in values:
                             pairs.append(values)
+                            runs.append((run, base))
                 if not pairs:
                     continue
                 comparison = paired_comparison(
                     [v for v, _ in pairs],
                     [b for _, b in pairs],
                     alpha=plan.alpha,
-                    confidence=plan.confidence,
+                    target_difference=plan.target_difference_pts / 100.0,
                     num_resamples=plan.num_resamples,
                 )
+                per_video = None
+                if metric == "test_top1" and (split != POOLED or len(plan.splits) == 1):
+                    per_video = per_video_analysis(runs, plan.confidence)
                 sentence = verdict(
                     comparison,
                     plan.label(variant),
                     plan.label(plan.reference(variant)),
                     metric_name,
                 )
+                new_data = (
+                    new_data_verdict(
+                        *per_video, plan.label(variant), plan.label(plan.reference(variant))
+                    )
+                    if isinstance(per_video, tuple)
+                    else per_video or ""
+                )
                 if split != POOLED:
                     sentence = f"[split {split}] {sentence}"
+                    new_data = f"[split {split}] {new_data}" if new_data else ""
+                interval, mcnemar_test = per_video if isinstance(per_video, tuple) else (None, None)
+                power = comparison.power
                 row = ComparisonRow(
                     variant=variant,
                     baseline=plan.reference(variant),
@@ -316,7 +362,24 @@ def compare_variants(
                     wilcoxon_statistic=comparison.wilcoxon_statistic,
                     wilcoxon_pvalue=comparison.wilcoxon_pvalue,
                     significant=comparison.significant,
+                    bootstrap_low_pts=_scaled(comparison.bootstrap_low),
+                    bootstrap_high_pts=_scaled(comparison.bootstrap_high),
+                    target_difference_pts=plan.target_difference_pts,
+                    detectable_difference_pts=_scaled(power and power.detectable_difference),
+                    power_at_target=power and power.power_at_target,
+                    pairs_needed=power and power.pairs_needed,
+                    underpowered=bool(power and power.underpowered),
+                    num_test_videos=interval.num_videos if interval else None,
+                    two_level_low_pts=_scaled(interval and interval.low),
+                    two_level_high_pts=_scaled(interval and interval.high),
+                    two_level_significant=interval.significant if interval else None,
+                    mcnemar_variant_only=sum(mcnemar_test.variant_only) if mcnemar_test else None,
+                    mcnemar_baseline_only=(
+                        sum(mcnemar_test.baseline_only) if mcnemar_test else None
+                    ),
+                    mcnemar_pvalue=mcnemar_test.pvalue if mcnemar_test else None,
                     verdict=sentence,
+                    new_data_verdict=new_data,
                     notes="; ".join(comparison.notes),
                 )
                 rows.append(row)
@@ -331,3 +394,60 @@ def compare_variants(
 
 def _scaled(value: float | None) -> float | None:
     return None if value is None else value * 100.0
+
+
+def per_video_analysis(
+    runs: Sequence[tuple[RunResult, RunResult]], confidence: float
+) -> tuple[TwoLevelInterval, PooledMcNemar] | str:
+    """The two-level interval and the pooled McNemar test of paired runs on one split.
+
+    Args:
+        runs: ``(variant run, reference run)`` per seed, all on the same split.
+        confidence: Level of the interval.
+
+    Returns:
+        Both analyses, or the reason (a sentence) why they cannot be made.
+    """
+    correct = [(run.correct_by_video(), base.correct_by_video()) for run, base in runs]
+    if not correct or any(not v or not b for v, b in correct):
+        return (
+            f"{INFERENCE_NEW_DATA.capitalize()}: not computed, as some runs did not store "
+            "their per-video test predictions (runs recorded before they were; delete their "
+            "result.json to retest them)"
+        )
+    videos = sorted(correct[0][0])
+    if any(sorted(v) != videos or sorted(b) != videos for v, b in correct):
+        return (
+            f"{INFERENCE_NEW_DATA.capitalize()}: not computed, as the runs were tested on "
+            "different videos"
+        )
+    variant = np.array([[v[video] for video in videos] for v, _ in correct], dtype=np.int64)
+    baseline = np.array([[b[video] for video in videos] for _, b in correct], dtype=np.int64)
+    return two_level_interval(variant, baseline, confidence), pooled_mcnemar(variant, baseline)
+
+
+def new_data_verdict(
+    interval: TwoLevelInterval,
+    mcnemar_test: PooledMcNemar,
+    variant_name: str,
+    baseline_name: str,
+    scale: float = 100.0,
+) -> str:
+    """The sentences of the per-video inference (top-1), in points."""
+    level = f"{interval.confidence * 100:g}%"
+    if interval.low is None or interval.high is None:
+        ends = "no interval (it needs at least 2 seeds and some spread)"
+    else:
+        ends = f"{level} interval [{interval.low * scale:+.2f}, {interval.high * scale:+.2f}], " + (
+            "excludes 0" if interval.significant else "includes 0"
+        )
+    seeds = ", ".join(format_pvalue(p) for p in mcnemar_test.seed_pvalues)
+    return (
+        f"{INFERENCE_NEW_DATA.capitalize()} (new seeds and new test videos): {variant_name} − "
+        f"{baseline_name} = {interval.mean * scale:+.2f} points ({ends}; two-level interval "
+        f"over {interval.num_seeds} seeds x {interval.num_videos} test videos). Per video, "
+        f"pooled over seeds (new test videos, these trained models): {variant_name} alone "
+        f"right on {sum(mcnemar_test.variant_only)}, {baseline_name} alone right on "
+        f"{sum(mcnemar_test.baseline_only)}, exact McNemar {format_pvalue(mcnemar_test.pvalue)} "
+        f"(per seed: {seeds})."
+    )

@@ -13,6 +13,7 @@ Layout of ``output_dir``::
     runs/<variant>/split-<split>/seed-<seed>/
         run_spec.json                     what the run is (checked when resuming)
         config.yaml, checkpoints/, history.csv, train_summary.json, test_<ckpt>/ (training's)
+        test_predictions.csv              each test video's top-1 prediction (also in result.json)
         result.json                       written last: the run is finished (see results.py)
         failure.json                      the error of the last failed attempt
         log.txt                           output of the run (parallel mode)
@@ -23,6 +24,8 @@ an interrupted one continues from ``checkpoints/last.ckpt``.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -37,6 +40,7 @@ from pathlib import Path
 from queue import Queue
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from jsonargparse import ArgumentError
@@ -55,12 +59,14 @@ from video_eleatt.compare.report import ReportOutcome, write_report
 from video_eleatt.compare.results import RESULT_FILE, RunResult, read_result, write_result
 from video_eleatt.compare.rows import ALL_SPLITS, ReportPlan
 from video_eleatt.datasets import DatasetSpec
+from video_eleatt.fileio import atomic_write_text
 from video_eleatt.training.data import FeatureDataModule
 from video_eleatt.training.errors import TrainingError
 from video_eleatt.training.module import ActionClassifier
 from video_eleatt.training.run import read_summary, run_training
 
 FAILURE_FILE = "failure.json"
+PREDICTIONS_FILE = "test_predictions.csv"
 LOG_FILE = "log.txt"
 CONFIG_DUMP = "compare_config.yaml"
 
@@ -79,7 +85,7 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] | None = None) -> RunR
     finished = read_result(run_dir)
     check_run_spec(spec)
     if finished is not None:
-        return finished
+        return backfill_predictions(finished, log)
     (run_dir / FAILURE_FILE).unlink(missing_ok=True)
     summary = read_summary(run_dir)
     if summary is None:
@@ -104,7 +110,10 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] | None = None) -> RunR
     speed = None
     if spec.measure_inference:
         speed = measure_inference_speed(run_dir, metrics.get("checkpoint"), metrics.get("device"))
+    predictions = predict_test_videos(run_dir, metrics.get("checkpoint"), metrics.get("device"))
+    check_predictions(predictions, metrics.get("confusion_matrix"), run_dir, log)
     result = build_result(spec, summary, metrics, tag, speed)
+    result.test_predictions = predictions or {}
     write_result(run_dir, result)
     top5 = "n/a" if result.test_top5 is None else f"{result.test_top5:.4f}"
     log(
@@ -195,6 +204,39 @@ def build_result(
     )
 
 
+def _load_tested_model(
+    run_dir: str | Path, checkpoint: str | None, device_name: str | None
+) -> tuple[list[dict[str, Any]], Any, torch.device, int] | None:
+    """The test batches (in memory, on the device, as the test loop makes them), the model
+    in eval mode, its device and the eval batch size; None (with a message) when the run's
+    data or checkpoint cannot be loaded here."""
+    if not checkpoint:
+        return None
+    try:
+        datamodule = _test_datamodule(Path(run_dir) / "config.yaml")
+        device = torch.device(
+            "cuda"
+            if (device_name or "").startswith("cuda") and torch.cuda.is_available()
+            else "cpu"
+        )
+        module = ActionClassifier.load_from_checkpoint(
+            checkpoint, map_location=device, weights_only=True
+        ).eval()
+    except Exception as err:  # the result is still valid without what needs the model
+        _say(f"{run_dir}: model not loaded ({type(err).__name__}: {err})")
+        return None
+    batches = [
+        {
+            "features": batch["features"].to(device),
+            "lengths": batch["lengths"].to(device),
+            "labels": batch["labels"],
+            "rel_paths": batch["rel_paths"],
+        }
+        for batch in datamodule.test_dataloader()
+    ]
+    return batches, module, device, datamodule.eval_batch_size
+
+
 def measure_inference_speed(
     run_dir: str | Path,
     checkpoint: str | None,
@@ -212,29 +254,10 @@ def measure_inference_speed(
         ``{"sequences_per_s", "num_videos", "passes", "seconds", "batch_size", "device"}``, or
         None (with a message) when the run's data or checkpoint cannot be loaded here.
     """
-    if not checkpoint:
+    loaded = _load_tested_model(run_dir, checkpoint, device_name)
+    if loaded is None:
         return None
-    try:
-        datamodule = _test_datamodule(Path(run_dir) / "config.yaml")
-        device = torch.device(
-            "cuda"
-            if (device_name or "").startswith("cuda") and torch.cuda.is_available()
-            else "cpu"
-        )
-        module = ActionClassifier.load_from_checkpoint(
-            checkpoint, map_location=device, weights_only=True
-        ).eval()
-    except Exception as err:  # the result is still valid without the timing
-        _say(f"{run_dir}: inference not timed ({type(err).__name__}: {err})")
-        return None
-    batches = []
-    for batch in datamodule.test_dataloader():
-        batches.append(
-            {
-                "features": batch["features"].to(device),
-                "lengths": batch["lengths"].to(device),
-            }
-        )
+    batches, module, device, batch_size = loaded
     num_videos = sum(int(batch["features"].shape[0]) for batch in batches)
 
     def synchronise() -> None:
@@ -259,9 +282,82 @@ def measure_inference_speed(
         "num_videos": num_videos,
         "passes": passes,
         "seconds": elapsed,
-        "batch_size": datamodule.eval_batch_size,
+        "batch_size": batch_size,
         "device": str(device),
     }
+
+
+def predict_test_videos(
+    run_dir: str | Path, checkpoint: str | None, device_name: str | None = None
+) -> dict[str, list] | None:
+    """Each test video's top-1 prediction by the tested checkpoint, as the test loop scores
+    it (same batches, clips and padding); also written to ``test_predictions.csv``.
+
+    Returns:
+        ``{"rel_paths", "labels", "predicted"}`` in test order, or None (with a message) when
+        the run's data or checkpoint cannot be loaded here.
+    """
+    loaded = _load_tested_model(run_dir, checkpoint, device_name)
+    if loaded is None:
+        return None
+    batches, module, _, _ = loaded
+    rel_paths: list[str] = []
+    labels: list[int] = []
+    predicted: list[int] = []
+    with torch.inference_mode():
+        for batch in batches:
+            log_probs = module.video_log_probs(batch)  # (B, C)
+            rel_paths += list(batch["rel_paths"])
+            labels += [int(v) for v in batch["labels"]]
+            predicted += [int(v) for v in log_probs.argmax(dim=1).cpu()]
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["rel_path", "label", "predicted", "correct"])
+    writer.writerows(
+        (path, label, guess, int(label == guess))
+        for path, label, guess in zip(rel_paths, labels, predicted)
+    )
+    atomic_write_text(Path(run_dir) / PREDICTIONS_FILE, table.getvalue())
+    return {"rel_paths": rel_paths, "labels": labels, "predicted": predicted}
+
+
+def check_predictions(
+    predictions: dict[str, list] | None,
+    confusion_matrix: list[list[int]] | None,
+    run_dir: str | Path,
+    log: Callable[[str], None],
+) -> None:
+    """Says so when the stored predictions do not add up to the test's confusion matrix
+    (the per-video statistics would then describe other predictions than the metrics)."""
+    if not predictions or not confusion_matrix:
+        return
+    counts = np.zeros_like(np.asarray(confusion_matrix, dtype=np.int64))
+    for label, guess in zip(predictions["labels"], predictions["predicted"]):
+        counts[label, guess] += 1
+    if not np.array_equal(counts, np.asarray(confusion_matrix)):
+        changed = int(np.abs(counts - np.asarray(confusion_matrix)).sum()) // 2
+        log(
+            f"warning: {run_dir}: the stored per-video predictions differ from the test's "
+            f"confusion matrix for about {changed} video(s) (recomputed outside the test loop; "
+            "ties or float rounding): the per-video statistics use the stored predictions"
+        )
+
+
+def backfill_predictions(result: RunResult, log: Callable[[str], None]) -> RunResult:
+    """A finished run recorded before per-video predictions were stored gets them from its
+    tested checkpoint (when it is still there); the result is rewritten."""
+    if result.test_predictions:
+        return result
+    checkpoint = result.extra.get("tested_checkpoint")
+    if not checkpoint or not Path(checkpoint).is_file():
+        return result
+    predictions = predict_test_videos(result.run_dir, checkpoint, result.device)
+    if predictions:
+        check_predictions(predictions, result.confusion_matrix, result.run_dir, log)
+        result.test_predictions = predictions
+        write_result(result.run_dir, result)
+        log(f"{result.run_dir}: per-video test predictions added from {checkpoint}")
+    return result
 
 
 def _test_datamodule(config_path: Path) -> Any:
@@ -339,6 +435,8 @@ def run_comparison(
     for spec in runs:
         if spec.key in set(skipped):
             check_run_spec(spec)
+            if not config.report_only:
+                backfill_predictions(read_result(spec.run_dir), log)
     if skipped:
         log(f"{len(skipped)} of {len(runs)} runs already finished: not repeated")
     failed: dict[tuple[str, str, int], str] = {}
@@ -506,7 +604,7 @@ def write_comparison_report(
         failures=failures,
         notes=notes,
         alpha=config.alpha,
-        confidence=config.confidence,
+        target_difference_pts=config.target_difference_pts,
         num_resamples=config.num_resamples,
     )
     return write_report(results, plan, config.output_dir)

@@ -25,8 +25,9 @@ from video_eleatt.features.backbones import BackboneConfig, build_backbone
 from video_eleatt.features.cache import FeatureCache
 from video_eleatt.features.cli import extract_main, verify_main
 from video_eleatt.features.config import parse_extract_config
+from video_eleatt.features.entry_file import read_safetensors_header
 from video_eleatt.features.identity import features_hash
-from video_eleatt.features.layout import CacheError
+from video_eleatt.features.layout import CacheError, feature_path
 from video_eleatt.features.locate import find_cache, plan_cache_dir
 from video_eleatt.features.manifest import read_manifest
 from video_eleatt.features.opening import open_features
@@ -34,7 +35,7 @@ from video_eleatt.features.preprocess import FramePreprocess, normalize_frames
 from video_eleatt.features.runner import FrameBatcher
 from video_eleatt.features.tuning import cpu_threads
 from video_eleatt.features.verify import verify_cache
-from video_eleatt.video.decode import VideoReader
+from video_eleatt.video.decode import DECODE_REVISION, VideoReader, read_frames
 from video_eleatt.video.sampling import SamplingConfig, sample_frame_indices
 
 GOOD = ["a/v0.mp4", "a/v1.mp4", "b/v0.mp4", "b/v2.mkv", "c/v3.mp4", "c/v4.mp4"]
@@ -142,7 +143,7 @@ def test_extract_list_with_bad_files(dataset, tmp_path, capsys):
         "container has 0 streams, none of them video)"
     )
     assert failed["z/corrupt.mp4"].startswith(
-        f"cannot open {root / 'z/corrupt.mp4'} as a video: the first frame does not decode ("
+        f"cannot open {root / 'z/corrupt.mp4'} as a video: no frame decodes ("
     )
     for name in ("z/text.mp4", "z/truncated.mp4"):
         assert failed[name].startswith(
@@ -635,37 +636,66 @@ def test_a_cache_from_before_frame_exact_decoding_is_named_stale(dataset, tmp_pa
     assert verify_cache(current).stale is None
 
 
-def test_damaged_video_fails_with_its_first_bad_frame_or_is_kept_partial(tmp_path, capsys):
-    from video_factory import ground_truth, read_indices, write_conformance_video
+def test_damaged_video_keeps_its_clean_frames_and_records_the_loss(tmp_path, capsys):
+    from video_factory import read_indices, write_conformance_video
 
     videos = tmp_path / "videos"
     path = write_conformance_video(videos, "h264_zeroed_middle")
-    truth = ground_truth(path)
+    clean = [*range(24), *range(40, 60)]  # frames 24-39 are lost (test_video_conformance)
     write_video_folder(videos, ["fine.mp4"], num_frames=12, fps=8.0)
     argv = [*_argv(videos, tmp_path / "out"), "--sampling.mode", "all"]
-    assert extract_main(argv) == 0
+    # the strict behaviour: the first loss fails the video, and the row says which revision
+    assert extract_main([*argv, "--on_damage", "fail"]) == 0
     cache = FeatureCache(_cache_dir(tmp_path / "out"))
     assert cache.ok_keys() == ["fine.mp4"]
     reason = cache.failed()[path.name]
-    assert str(path) in reason and f"frame {truth.first_error} " in reason
+    assert str(path) in reason and "frame 24 " in reason
+    row = read_manifest(cache.cache_dir)[path.name]
+    assert row["decode_revision"] == DECODE_REVISION
+    # a rerun that does not retry failures leaves it (same revision) ...
+    assert extract_main([*argv, "--retry_failed", "false"]) == 0
+    assert FeatureCache(_cache_dir(tmp_path / "out")).ok_keys() == ["fine.mp4"]
     capsys.readouterr()
-    # with allow_partial a rerun retries the failed video and keeps its decodable prefix
-    assert extract_main([*argv, "--allow_partial", "true"]) == 0
+    # ... and the default keeps the clean frames, the loss recorded
+    assert extract_main(argv) == 0
     cache = FeatureCache(_cache_dir(tmp_path / "out"))
     assert cache.ok_keys() == sorted(["fine.mp4", path.name])
     entry = cache.load(path.name)
-    assert entry.frame_indices.tolist() == list(range(truth.first_error))
+    assert entry.frame_indices.tolist() == list(range(44))
+    np.testing.assert_allclose(entry.timestamps, np.array(clean) / 25, atol=1e-6)  # the gap
+    damage = {
+        "lost_frames": 16,
+        "frames_in_file": 60,
+        "first_lost_s": 0.96,
+        "last_lost_s": 1.56,
+        "reason": "the decoder flagged the frame corrupt (concealed errors)",
+    }
     row = read_manifest(cache.cache_dir)[path.name]
-    assert row["partial"]["frames_kept"] == truth.first_error
-    assert row["partial"]["frames_in_file"] > truth.first_error
-    assert row["timestamps"] == "container" and row["rotation"] == 0
-    # the features are those of exactly the frames a sequential decode gives
-    frames = []
-    import av
+    assert row["damage"] == damage and row["timestamps"] == "container"
+    header = read_safetensors_header(feature_path(cache.cache_dir, path.name))
+    assert json.loads(header["__metadata__"]["decode"])["damage"] == damage
+    # the features are those of exactly the clean frames (pixels checked through the reader)
+    _, _, _, frames = read_frames(path, lambda info, times: np.arange(info.num_frames))
+    assert read_indices(frames.numpy()) == clean
 
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) == truth.first_error:
-                break
-    assert read_indices(np.stack(frames)) == truth.frame_ids[: truth.first_error]
+
+def test_rows_an_older_decode_revision_failed_or_cut_are_decoded_again(tmp_path):
+    videos = tmp_path / "videos"
+    write_video_folder(videos, ["a.mp4", "b.mp4", "c.mp4"], num_frames=12, fps=8.0)
+    argv = [*_argv(videos, tmp_path / "out"), "--retry_failed", "false"]
+    assert extract_main(argv) == 0
+    cache_dir = _cache_dir(tmp_path / "out")
+    rows = read_manifest(cache_dir)
+    # as revision 2 left them: a refusal (packed B-frames) and a partial prefix
+    old_failure = {**rows["a.mp4"], "status": "failed", "error": "cannot decode a.mp4 exactly"}
+    del old_failure["decode_revision"]
+    old_partial = {**rows["b.mp4"], "partial": {"frames_kept": 5, "frames_in_file": 12}}
+    del old_partial["decode_revision"]
+    with open(cache_dir / "manifest.jsonl", "a") as manifest:
+        for row in (old_failure, old_partial):
+            manifest.write(json.dumps(row) + "\n")
+    assert extract_main(argv) == 0
+    rows = read_manifest(cache_dir)
+    assert all(rows[key]["status"] == "ok" for key in ("a.mp4", "b.mp4", "c.mp4"))
+    assert rows["a.mp4"]["decode_revision"] == DECODE_REVISION == rows["b.mp4"]["decode_revision"]
+    assert "partial" not in rows["b.mp4"]

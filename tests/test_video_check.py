@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from video_factory import (
     BROKEN_KINDS,
-    ground_truth,
     write_broken_video,
     write_conformance_video,
     write_index_video,
@@ -81,7 +80,7 @@ def test_every_broken_kind_fails_with_a_reason_naming_the_file(dataset, tmp_path
     for kind in ("truncated", "not_video", "corrupt"):
         assert "cannot open" in report[f"bad/{kind}.mp4"][1]
     summary = capsys.readouterr().out
-    assert "checked 9 videos" in summary and "3 ok, 0 warning, 0 partial, 6 failed" in summary
+    assert "checked 9 videos" in summary and "3 ok, 0 warning, 0 damaged, 6 failed" in summary
     for rel_path in BAD:  # the summary names each unreadable video with its reason
         assert f"  {rel_path}: {report[rel_path][1]}" in summary
 
@@ -131,7 +130,7 @@ def test_the_config_sampling_and_pool_options_are_the_ones_used(tmp_path, monkey
     config.write_text(
         f"videos: {tmp_path / 'videos'}\n"
         "sampling: {mode: uniform, num_frames: 4}\n"
-        "num_workers: 1\ntimeout_s: 30\nchunk_size: 3\nallow_partial: true\n"
+        "num_workers: 1\ntimeout_s: 30\nchunk_size: 3\non_damage: fail\nmax_lost_fraction: 0.3\n"
     )
     tasks, pools = [], []
     task_class, pool_class = check_module.DecodeTask, check_module.DecodePool
@@ -157,7 +156,8 @@ def test_the_config_sampling_and_pool_options_are_the_ones_used(tmp_path, monkey
     ]
     assert tasks[0].path == str(tmp_path / "videos" / "a.mp4")
     ((args, kwargs),) = pools
-    assert args == (1, 30.0) and kwargs["chunk_size"] == 3 and kwargs["allow_partial"] is True
+    assert args == (1, 30.0) and kwargs["chunk_size"] == 3 and kwargs["on_damage"] == "fail"
+    assert kwargs["max_lost_fraction"] == 0.3
     assert "transform" not in kwargs  # decoded frames as extract's workers decode them
     # 4 bins of 12 frames: centres 1.5, 4.5, 7.5, 10.5 frame intervals -> frames 1, 4, 7, 10
     assert read_report(output)["a.mp4"] == (
@@ -183,21 +183,25 @@ def _avi_whose_header_says(path, num_frames: int, header_frames: int):
     return path
 
 
-def test_thorough_reports_disagreements_as_warnings_and_partial_prefixes(tmp_path, capsys):
+def test_thorough_reports_disagreements_as_warnings_and_damage_with_its_counts(tmp_path, capsys):
     folder = tmp_path / "videos"
     _avi_whose_header_says(folder / "lies.avi", 12, header_frames=20)
     write_index_video(folder / "clean.mp4", 12, fps=8.0)
     write_conformance_video(folder, "vfr_gap_mp4")  # 25 fps with a 1 s pause after frame 29
-    damaged = write_conformance_video(folder, "h264_zeroed_middle")
-    first_error = ground_truth(damaged).first_error
-    assert first_error is not None
+    write_conformance_video(folder, "mpeg4_packed2_avi")
+    damaged = write_conformance_video(folder, "h264_zeroed_middle")  # frames 24-39 lost
     output = tmp_path / "thorough.tsv"
     argv = ["--videos", str(folder), "--thorough", "--output", str(output), "--strict"]
 
-    assert check(*argv) == 1  # the damaged file fails without --allow_partial
+    assert check(*argv) == 0  # the damaged file keeps its clean frames: damaged, not failed
     report = read_report(output)
-    assert report["h264_zeroed_middle.mp4"][0] == "failed"
-    assert str(damaged) in report["h264_zeroed_middle.mp4"][1]
+    status, detail = report["h264_zeroed_middle.mp4"]
+    assert status == "damaged"
+    assert detail.startswith(
+        "damaged: 16 of 60 frames lost between 0.96 s and 1.56 s (first: the decoder flagged "
+        "the frame corrupt (concealed errors)); the clean frames are kept"
+    )
+    assert "decoded 44 of 44 frames" in detail
     status, detail = report["lies.avi"]
     assert status == "warning"
     assert "the header says 20 frames (stream.frames), 12 are in the file" in detail
@@ -205,19 +209,21 @@ def test_thorough_reports_disagreements_as_warnings_and_partial_prefixes(tmp_pat
     assert "decoded 12 of 12 frames" in detail
     status, detail = report["vfr_gap_mp4.mp4"]
     assert status == "warning" and "the timestamps jump 1.040 s after frame 29" in detail
+    # packed B-frames are a note, not a warning
+    status, detail = report["mpeg4_packed2_avi.avi"]
+    assert status == "ok" and "packed B-frames (DivX/Xvid packed bitstream" in detail
+    assert "decoded 60 of 60 frames" in detail
     # every frame decoded; the extraction's own sampling (fps 8) is applied to the timestamps
     assert report["clean.mp4"] == (
         "ok",
         "decoded 12 of 12 frames [0, 1, 2, 3, ..., 10, 11] at 8.000 fps, 64x48; "
         "the extraction's sampling picks 12",
     )
-    assert "1 ok, 2 warning, 0 partial, 1 failed" in capsys.readouterr().out
+    assert "2 ok, 2 warning, 1 damaged, 0 failed" in capsys.readouterr().out
 
-    assert check(*argv, "--allow_partial") == 0  # the prefix is kept: partial, not failed
+    assert check(*argv, "--on_damage", "fail") == 1  # the strict behaviour
     status, detail = read_report(output)["h264_zeroed_middle.mp4"]
-    assert status == "partial"
-    assert detail.startswith(f"frames 0-{first_error - 1} of 60 decode")
-    assert f"decoded {first_error} of {first_error} frames" in detail
+    assert status == "failed" and str(damaged) in detail and "frame 24 " in detail
 
 
 def test_thorough_findings_say_why_timestamps_are_derived():
@@ -242,7 +248,7 @@ def test_thorough_findings_say_why_timestamps_are_derived():
 def test_summary_lists_twenty_failures_then_points_at_the_report():
     videos = [VideoCheck(f"v{i:02d}.mp4", "failed", f"cannot open v{i:02d}.mp4") for i in range(25)]
     summary = format_summary(CheckResult(videos, 1.0), "bad.tsv").splitlines()
-    assert summary[0] == "checked 25 videos in 1.0 s: 0 ok, 0 warning, 0 partial, 25 failed"
+    assert summary[0] == "checked 25 videos in 1.0 s: 0 ok, 0 warning, 0 damaged, 25 failed"
     assert summary[2:4] == ["  v00.mp4: cannot open v00.mp4", "  v01.mp4: cannot open v01.mp4"]
     assert "  v19.mp4: cannot open v19.mp4" in summary and "  v20.mp4" not in "\n".join(summary)
     assert "  ... and 5 more (see bad.tsv)" in summary

@@ -1,12 +1,15 @@
 """Frame-exact decoding on the conformance suite of ``video_factory``.
 
 Every conformance video encodes the index of each displayed frame in its pixels, and
-:func:`video_factory.ground_truth` decodes it with a plain sequential PyAV loop. For every kind
-and every sampling mode, :class:`VideoReader` must report the frames and times that decode
-gives, pick the same frames as sampling the ground truth, and return exactly those frames
-(upright), whichever chunks the request is cut into. Damaged files must either fail with a
-clear :class:`VideoDecodeError` or, when partial files are allowed, end at the first decode
-error with every frame before it exact.
+:func:`video_factory.ground_truth` decodes it with a plain sequential PyAV loop, in
+presentation order (by pts; output order in AVI). For every kind and every sampling mode,
+:class:`VideoReader` must report the frames and times that decode gives, pick the same frames
+as sampling the ground truth, and return exactly those frames (upright), whichever chunks the
+request is cut into. Packed B-frames (DivX/Xvid) are read like any other AVI.
+
+Damaged files keep their clean frames: the frames each kind loses are fixed by how the file
+was damaged (its writer's docstring), every frame returned shows the index its timestamp
+implies, the timestamps show the gap, and ``on_damage="fail"`` fails at the first loss.
 """
 
 from __future__ import annotations
@@ -24,12 +27,16 @@ from video_factory import (
     GroundTruth,
     ground_truth,
     index_frame,
-    read_index,
     read_indices,
     write_conformance_video,
 )
 
-from video_eleatt.video.decode import VideoDecodeError, VideoReader, read_frames
+from video_eleatt.video.decode import (
+    FrameTableMismatch,
+    VideoDecodeError,
+    VideoReader,
+    read_frames,
+)
 from video_eleatt.video.sampling import SamplingConfig, sample_frame_indices
 
 SAMPLINGS = {
@@ -61,11 +68,19 @@ EXPECTED_FRAMES = {
     "gray": 40,
     "yuv420p10": 60,
     "single_frame": 1,
+    "mpeg4_packed1_avi": 60,
+    "mpeg4_packed2_avi": 60,
+    "mpeg4_packed_long_avi": 900,
 }
-# kind -> (non-empty packets, frames FFmpeg decodes, frames before the first decode error)
+# kind -> (non-empty packets, frames FFmpeg outputs, frames before the first decode error,
+# the frames lost: the damaged ones and those decoded from them up to the next keyframe)
 EXPECTED_DAMAGE = {
-    "h264_slice_errors": (300, 299, 120),
-    "h264_zeroed_middle": (60, 48, 24),
+    # P-frame 120 rejected (keyframes every 50); frame 210 flagged corrupt
+    "h264_slice_errors": (300, 299, 120, [*range(120, 150), *range(210, 250)]),
+    # frame 24 flagged corrupt, packets 25-36 rejected, 37-39 from lost references; key 40
+    "h264_zeroed_middle": (60, 48, 24, list(range(24, 40))),
+    # one B-frame (no other frame's reference) rejected: frame 39 in presentation order
+    "h264_lost_bframe_mp4": (80, 79, 39, [39]),
 }
 
 
@@ -127,7 +142,8 @@ def test_conformance_video_shows_frame_i_as_i(videos, kind):
     assert truth.times[0] == 0.0 and (np.diff(truth.times) > 0).all()
     assert np.isfinite(truth.rate) and truth.rate > 0
     assert truth.rotation == (90 if kind == "rotated90_mp4" else 0)
-    size = {"rotated90_mp4": ROTATED_SIZE, "odd_size": ODD_SIZE}.get(kind, (64, 48))
+    size = {"rotated90_mp4": ROTATED_SIZE, "odd_size": ODD_SIZE, "mpeg4_packed_long_avi": (32, 32)}
+    size = size.get(kind, (64, 48))
     assert truth.size == size
 
 
@@ -143,15 +159,35 @@ def test_damaged_video_is_damaged_as_documented(videos, kind):
     import av
 
     path, truth = videos(kind)
-    packets, frames, first_error = EXPECTED_DAMAGE[kind]
+    packets, frames, first_error, lost = EXPECTED_DAMAGE[kind]
     with av.open(str(path)) as container:
         assert sum(1 for packet in container.demux(video=0) if packet.size) == packets
     assert len(truth.frame_ids) == frames < packets  # FFmpeg outputs fewer frames than packets
     assert truth.first_error == first_error
     assert truth.frame_ids[:first_error] == list(range(first_error))
     assert truth.frame_ids[first_error] != first_error  # the damage shows in the pixels
+    # after the lost frames, every frame is exact again
+    after = lost[-1] + 1
+    shown = [round(t * truth.rate) for t in truth.times]
+    assert [i for i, s in zip(truth.frame_ids, shown) if s >= after] == list(range(after, packets))
     if kind == "h264_zeroed_middle":
         assert path.stat().st_size >= 256 * 1024
+
+
+def test_packed_avi_is_packed_and_labelled_out_of_order(videos):
+    # the file the old reader refused: DivX user data, two VOPs in a chunk, N-VOPs, and pts
+    # labels that are not in presentation order although the frames are
+    import av
+
+    path, truth = videos("mpeg4_packed2_avi")
+    with av.open(str(path)) as container:
+        chunks = [bytes(packet) for packet in container.demux(video=0) if packet.size]
+    assert b"DivX503b1393p" in chunks[0]
+    assert len(chunks) == 60
+    assert any(chunk.count(b"\x00\x00\x01\xb6") == 2 for chunk in chunks)  # P + B
+    assert min(len(chunk) for chunk in chunks) <= 8  # N-VOPs
+    assert truth.frame_ids == list(range(60))
+    assert truth.output_pts != sorted(truth.output_pts)
 
 
 # ----------------------------------------------------------------------------- the reader
@@ -165,7 +201,7 @@ def test_info_and_timestamps_match_the_ground_truth(videos, kind):
     assert info.num_frames == len(truth.frame_ids)
     assert (info.width, info.height) == truth.size  # upright
     assert info.rotation == truth.rotation
-    assert not info.partial
+    assert info.lost_frames == 0 and info.frames_in_file is None
     assert np.isfinite(info.fps) and info.fps > 0
     if kind not in VARIABLE_RATE_KINDS:
         assert info.fps == pytest.approx(truth.rate, rel=1e-3)
@@ -237,48 +273,95 @@ def test_every_frame_in_one_chunk_and_one_at_a_time(videos):
 # ---------------------------------------------------------------------------- damaged files
 
 
+def _clean_frames(kind: str) -> tuple[list[int], list[int]]:
+    packets, _, _, lost = EXPECTED_DAMAGE[kind]
+    return [i for i in range(packets) if i not in set(lost)], lost
+
+
+@pytest.mark.parametrize("sampling", ["all", "uniform8", "fps2", "segments16"])
 @pytest.mark.parametrize("kind", DAMAGED_KINDS)
-def test_damaged_video_fails_with_a_clear_error(videos, kind):
+def test_damaged_video_keeps_every_clean_frame_and_shows_the_gap(videos, kind, sampling):
     path, _ = videos(kind)
-    with pytest.raises(VideoDecodeError) as caught:
+    clean, lost = _clean_frames(kind)
+    reader = VideoReader(path, index="decode")
+    info = reader.info
+    assert info.num_frames == len(clean) and info.lost_frames == len(lost)
+    assert info.frames_in_file == EXPECTED_DAMAGE[kind][0]
+    assert info.lost_first_s == pytest.approx(lost[0] / 25) and info.damage
+    assert info.lost_last_s == pytest.approx(lost[-1] / 25)
+    timestamps = reader.frame_timestamps()
+    np.testing.assert_allclose(timestamps, np.array(clean) / 25, rtol=0, atol=1e-6)
+    indices = sample_frame_indices(info.num_frames, info.fps, SAMPLINGS[sampling], timestamps)
+    got_indices, got_ids = _decode(reader, indices)
+    assert got_indices == indices.tolist()
+    assert got_ids == [clean[i] for i in indices]  # never another frame in a lost one's place
+
+
+@pytest.mark.parametrize("kind", DAMAGED_KINDS)
+def test_damaged_video_through_read_frames_from_the_container_table(videos, kind):
+    # the container's table cannot know the damage: decoding finds it, and read_frames (like
+    # the decode pool) indexes the video again by a decode pass
+    path, _ = videos(kind)
+    clean, lost = _clean_frames(kind)
+    with pytest.raises(FrameTableMismatch, match=r"damage|skipped"):
         reader = VideoReader(path)
+        assert reader.info.lost_frames == 0  # not known yet
         for _ in reader.iter_frames(np.arange(reader.info.num_frames), chunk_size=CHUNK_SIZE):
             pass
-    message = str(caught.value)
-    assert str(path) in message
-    assert re.search(r"fail", message, re.IGNORECASE), message
-    assert re.search(r"decod", message, re.IGNORECASE), message
-    _, truth = videos(kind)
-    assert f"frame {truth.first_error} " in message  # the first frame that does not decode
-    assert caught.value.decodable_frames == truth.first_error
+    info, _, timestamps, frames = read_frames(path, lambda info, times: np.arange(info.num_frames))
+    assert info.lost_frames == len(lost)
+    assert read_indices(frames.numpy()) == clean
+    np.testing.assert_allclose(timestamps, np.array(clean) / 25, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", DAMAGED_KINDS)
-def test_damaged_video_allowed_partial_ends_before_the_first_error(videos, kind):
-    path, truth = videos(kind)
-    # the container's table cannot know where decoding breaks: a partial video is indexed by
-    # a decode pass (read_frames and the decode pool switch to one when a decode error shows)
-    reader = VideoReader(path, allow_partial=True, index="decode")
-    info = reader.info
-    assert info.partial
-    assert info.num_frames == truth.first_error
-    np.testing.assert_allclose(
-        reader.frame_timestamps(), truth.times[: info.num_frames], rtol=0, atol=1e-3
-    )
-    everything = np.arange(info.num_frames)
-    got_indices, got_ids = _decode(reader, everything)
-    assert got_indices == everything.tolist()
-    assert got_ids == truth.frame_ids[: info.num_frames]
-    # a sparse request too (seeks, where the reader seeks)
-    config = SamplingConfig(mode="uniform", num_frames=8)
-    indices = sample_frame_indices(info.num_frames, info.fps, config, reader.frame_timestamps())
-    got_indices, got_ids = _decode(VideoReader(path, allow_partial=True, index="decode"), indices)
-    assert got_indices == indices.tolist()
-    assert got_ids == [truth.frame_ids[i] for i in indices]
-    # read_frames starts from the container's table and finds the prefix on the first error
-    info, _, _, frames = read_frames(
-        path, lambda info, times: np.arange(info.num_frames), allow_partial=True
-    )
-    assert info.partial and info.num_frames == truth.first_error
-    assert info.frames_in_file >= truth.first_error + 1
-    assert [read_index(frame) for frame in frames.numpy()] == truth.frame_ids[: truth.first_error]
+def test_damaged_video_fails_at_the_first_loss_when_asked(videos, kind):
+    path, _ = videos(kind)
+    _, lost = _clean_frames(kind)
+    for index in ("auto", "decode"):
+        with pytest.raises(VideoDecodeError) as caught:
+            reader = VideoReader(path, on_damage="fail", index=index)
+            for _ in reader.iter_frames(np.arange(reader.info.num_frames), chunk_size=CHUNK_SIZE):
+                pass
+        message = str(caught.value)
+        assert str(path) in message
+        assert re.search(r"fail", message, re.IGNORECASE), message
+        assert f"frame {lost[0]} " in message  # the first frame lost, in presentation order
+        assert caught.value.decodable_frames == lost[0]
+        assert not isinstance(caught.value, FrameTableMismatch)
+
+
+def test_mostly_damaged_video_fails_over_the_limit(videos):
+    path, _ = videos("h264_slice_errors")  # 70 of 300 frames lost
+    assert VideoReader(path, index="decode", max_lost_fraction=0.25).info.lost_frames == 70
+    with pytest.raises(VideoDecodeError, match=r"mostly damaged: 70 of 300 frames lost \(23%"):
+        VideoReader(path, index="decode", max_lost_fraction=0.2)
+
+
+# ---------------------------------------------------------------------------- packed AVI
+
+
+def test_sparse_frames_of_a_long_packed_avi_are_exact(videos):
+    # FFmpeg's seek into a packed AVI lands after the keyframe and drops P-frames: the reader
+    # must not seek there, and every sparse frame must still be the one asked for
+    path, _ = videos("mpeg4_packed_long_avi")
+    reader = VideoReader(path)
+    indices = np.array([5, 299, 300, 301, 450, 601, 899])
+    assert not reader.seek_for(indices)
+    got_indices, got_ids = _decode(reader, indices)
+    assert got_indices == indices.tolist() and got_ids == indices.tolist()
+    config = SamplingConfig(mode="fps", fps=0.5)
+    indices = sample_frame_indices(900, 25.0, config, reader.frame_timestamps())
+    assert _decode(VideoReader(path), indices)[1] == indices.tolist()
+
+
+def test_packed_avi_in_one_chunk_and_one_at_a_time(videos):
+    path, _ = videos("mpeg4_packed1_avi")
+    [(indices, frames)] = list(VideoReader(path).iter_frames(np.arange(60), chunk_size=60))
+    assert read_indices(frames) == indices.tolist() == list(range(60))
+    singles = [
+        read_indices(frames)[0]
+        for index in (59, 17, 33, 0, 12, 13)
+        for _, frames in VideoReader(path).iter_frames([index], chunk_size=1)
+    ]
+    assert singles == [59, 17, 33, 0, 12, 13]

@@ -139,20 +139,21 @@ def test_decoder_resizes_to_decode_size(videos):
 
 
 def _fail_at(monkeypatch, position: int) -> None:
-    """Make the decoder raise once it has output ``position`` frames (a damaged packet)."""
-    decode_checked = frame_table.decode_checked
+    """Make the decoder reject the packet of its ``position``-th output frame (a reference)."""
+    decoder_output = frame_table.decoder_output
 
     def failing(container, stream):
-        for count, frame in enumerate(decode_checked(container, stream)):
+        for count, item in enumerate(decoder_output(container, stream)):
             if count == position:
-                raise frame_table.DecodeFailure("InvalidDataError: boom")
-            yield frame
+                yield frame_table.DecodeFailure("InvalidDataError: boom", item.pts)
+                continue
+            yield item
 
-    monkeypatch.setattr(frame_table, "decode_checked", failing)
+    monkeypatch.setattr(frame_table, "decoder_output", failing)
 
 
 def test_decode_error_names_path_count_fps_frame_and_indices(videos, monkeypatch):
-    reader = VideoReader(videos["mp4"])
+    reader = VideoReader(videos["mp4"], on_damage="fail")
     _fail_at(monkeypatch, 21)
     chunks = []
     with pytest.raises(VideoDecodeError) as caught:
@@ -162,35 +163,40 @@ def test_decode_error_names_path_count_fps_frame_and_indices(videos, monkeypatch
     assert str(videos["mp4"]) in message
     assert "40 frames at 25.000 fps" in message
     assert "frame 21 (about 0.84 s) failed: InvalidDataError: boom" in message
-    assert "[3, 9, 30]" in message and "allow_partial" in message
+    assert "[3, 9, 30]" in message and "on_damage='keep'" in message
     assert caught.value.decodable_frames == 21
     assert [indices.tolist() for indices, _ in chunks] == [[3, 9]]  # never a substitute for 30
 
 
-def test_allow_partial_keeps_the_decodable_prefix(videos, monkeypatch):
-    _fail_at(monkeypatch, 21)
+def test_damage_keeps_the_clean_frames_and_records_the_loss(videos, monkeypatch):
+    _fail_at(monkeypatch, 21)  # no keyframe after frame 0: frames 21-39 are lost
     with pytest.raises(VideoDecodeError, match="frame 21"):
-        VideoReader(videos["mp4"], index="decode")  # the decode pass meets the error
-    reader = VideoReader(videos["mp4"], index="decode", allow_partial=True)
-    assert reader.info.num_frames == 21 and reader.info.partial
-    assert reader.info.frames_in_file == 40
-    assert reader.info.duration == pytest.approx(21 / 25.0)
+        VideoReader(videos["mp4"], index="decode", on_damage="fail")
+    reader = VideoReader(videos["mp4"], index="decode")
+    info = reader.info
+    assert info.num_frames == 21 and info.lost_frames == 19 and info.frames_in_file == 40
+    assert info.lost_first_s == pytest.approx(0.84) and info.lost_last_s == pytest.approx(1.56)
+    assert info.damage == "InvalidDataError: boom" and info.duration == pytest.approx(21 / 25)
     [(indices, frames)] = list(reader.iter_frames(range(40), chunk_size=40))
     assert read_indices(frames) == indices.tolist() == [*range(21), *[20] * 19]  # clamped
     info, indices, timestamps, frames = read_frames(
-        videos["mp4"], lambda info, times: np.arange(info.num_frames), allow_partial=True
+        videos["mp4"], lambda info, times: np.arange(info.num_frames)
     )
-    assert info.partial and read_indices(frames) == list(range(21))
+    assert info.lost_frames == 19 and read_indices(frames) == list(range(21))
     np.testing.assert_allclose(timestamps, np.arange(21) / 25.0, atol=1e-6)
+    with pytest.raises(VideoDecodeError, match="mostly damaged: 19 of 40 frames lost"):
+        VideoReader(videos["mp4"], index="decode", max_lost_fraction=0.4)
 
 
 def test_a_wrong_container_table_is_rebuilt_from_a_decode_pass(videos, monkeypatch):
     container_table = frame_table.container_table
 
-    def shifted(container, stream):  # claims frame 10 is missing and one more at the end
-        table = container_table(container, stream)
+    def shifted(
+        container, stream, by_pts=True
+    ):  # claims frame 10 is missing and one more at the end
+        table = container_table(container, stream, by_pts)
         pts = np.concatenate([table.pts[:10], table.pts[11:], [table.pts[-1] + 512]])
-        return frame_table.FrameTable(pts, table.keyframes, len(pts))
+        return frame_table.FrameTable(pts, table.keyframes, len(pts), frames=len(pts))
 
     monkeypatch.setattr(frame_table, "container_table", shifted)
     reader = VideoReader(videos["mp4"])
@@ -232,21 +238,24 @@ def test_read_index_rejects_a_frame_that_is_not_a_pattern():
         read_index(np.full((48, 64, 3), 128, np.uint8))
 
 
-def test_a_frame_the_decoder_drops_silently_ends_the_exact_prefix(videos, monkeypatch):
-    decode_checked = frame_table.decode_checked
+def test_a_frame_the_decoder_drops_silently_is_a_recorded_loss(videos, monkeypatch):
+    decoder_output = frame_table.decoder_output
 
     def dropping(container, stream):  # frame 13 never comes out, and nothing is raised
-        for position, frame in enumerate(decode_checked(container, stream)):
+        for position, item in enumerate(decoder_output(container, stream)):
             if position != 13:
-                yield frame
+                yield item
 
-    monkeypatch.setattr(frame_table, "decode_checked", dropping)
-    with pytest.raises(VideoDecodeError, match=r"frame 13 .*skipped this frame") as caught:
+    monkeypatch.setattr(frame_table, "decoder_output", dropping)
+    with pytest.raises(FrameTableMismatch, match=r"frame 13: the decoder skipped") as caught:
         list(VideoReader(videos["mp4"]).iter_frames(range(20)))  # a gap in the container's pts
     assert caught.value.decodable_frames == 13
-    with pytest.raises(VideoDecodeError, match=r"frame 13 .*dropped one here"):
-        VideoReader(videos["mp4"], index="decode")  # the decode pass: 39 frames, 40 packets
-    reader = VideoReader(videos["mp4"], index="decode", allow_partial=True)
-    assert reader.info.num_frames == 13 and reader.info.frames_in_file == 40
-    [(_, frames)] = list(reader.iter_frames(range(13), chunk_size=13))
-    assert read_indices(frames) == list(range(13))
+    with pytest.raises(VideoDecodeError, match=r"frame 13 .*skipped this frame"):
+        list(VideoReader(videos["mp4"], on_damage="fail").iter_frames(range(20)))
+    with pytest.raises(VideoDecodeError, match=r"frame 13 .*no frame for this packet"):
+        VideoReader(videos["mp4"], index="decode", on_damage="fail")  # 39 frames, 40 packets
+    reader = VideoReader(videos["mp4"], index="decode")
+    assert reader.info.num_frames == 39 and reader.info.frames_in_file == 40
+    assert reader.info.lost_first_s == pytest.approx(13 / 25)
+    [(_, frames)] = list(reader.iter_frames(range(39), chunk_size=39))
+    assert read_indices(frames) == [*range(13), *range(14, 40)]

@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 from video_factory import write_index_video
 
+from video_eleatt.video import frame_table
 from video_eleatt.video.frame_table import (
+    BROKEN_REFERENCE,
     DecodeFailure,
+    clean_frames,
     container_table,
-    decode_checked,
     decoded_table,
+    is_reference,
     packet_pts,
     seek_cost,
 )
@@ -34,23 +37,66 @@ def test_container_and_decode_pass_give_the_same_table(gop4):
     assert len(packet_pts(str(gop4))) == 12
 
 
-def test_a_decoder_error_ends_the_decode_pass_table_at_that_frame(gop4):
-    class Failing:
-        def __init__(self, container):
-            self.container = container
+def test_a_decoder_error_loses_frames_up_to_the_next_keyframe(gop4, monkeypatch):
+    decoder_output = frame_table.decoder_output
 
-        def decode(self, stream):
-            for position, frame in enumerate(self.container.decode(stream)):
-                if position == 5:
-                    raise ValueError("boom\nsecond line")
-                yield frame
+    def failing(container, stream):  # the packet of frame 5 is rejected (a reference)
+        for position, item in enumerate(decoder_output(container, stream)):
+            if position == 5:
+                yield DecodeFailure("ValueError: boom", item.pts, reference=True)
+                continue
+            yield item
 
+    monkeypatch.setattr(frame_table, "decoder_output", failing)
     with av.open(str(gop4)) as container:
-        table = decoded_table(Failing(container), container.streams.video[0], str(gop4))
-    assert len(table) == 5 and table.frames_in_file == 12
+        table = decoded_table(container, container.streams.video[0], str(gop4))
+    # 5 is lost, 6 and 7 are decoded from it; the keyframe 8 is clean again
+    step = int(table.pts[1])  # ticks per frame
+    assert (table.pts // step).tolist() == [0, 1, 2, 3, 4, 8, 9, 10, 11]
+    assert (table.lost_pts // step).tolist() == [5, 6, 7] and table.lost == 3
+    assert len(table) == 9 and table.frames_in_file == 12 and table.decoded
     assert table.first_error == (5, "ValueError: boom")
-    with av.open(str(gop4)) as container, pytest.raises(DecodeFailure, match="ValueError: boom"):
-        list(decode_checked(Failing(container), container.streams.video[0]))
+    assert table.keyframes.tolist() == [0, 4, 5]  # frame 8 is the 6th clean frame
+    with av.open(str(gop4)) as container, pytest.raises(DecodeFailure, match="boom"):
+        list(clean_frames(container, container.streams.video[0]))  # no Losses: it raises
+    # the same file known by output order: the lost frames keep their slots
+    with av.open(str(gop4)) as container:
+        table = decoded_table(container, container.streams.video[0], str(gop4), by_pts=False)
+    assert table.pts is None and table.slots.tolist() == [0, 1, 2, 3, 4, 8, 9, 10, 11]
+    assert table.lost_slots.tolist() == [5, 6, 7]
+
+
+def test_a_lost_frame_nothing_refers_to_loses_only_itself(gop4, monkeypatch):
+    decoder_output = frame_table.decoder_output
+
+    def failing(container, stream):
+        for position, item in enumerate(decoder_output(container, stream)):
+            if position == 5:
+                yield DecodeFailure("ValueError: boom", item.pts, reference=False)
+                continue
+            yield item
+
+    monkeypatch.setattr(frame_table, "decoder_output", failing)
+    with av.open(str(gop4)) as container:
+        losses = frame_table.Losses()
+        slots = [slot for slot, _ in clean_frames(container, container.streams.video[0], losses)]
+    assert slots == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11] and losses.slots == [5]
+    assert BROKEN_REFERENCE not in losses.reasons
+
+
+def test_reference_packets_are_told_from_non_reference_ones():
+    # H.264, length-prefixed (avcC with 4-byte lengths): nal_ref_idc in bits 5-6 of the header
+    avcc = bytes([1, 100, 0, 30, 0xFF])
+    idr, b_slice = bytes([0x65, 0x88]), bytes([0x01, 0x9E])
+    prefix = len(b_slice).to_bytes(4, "big")
+    assert not is_reference(prefix + b_slice, "h264", avcc)
+    assert is_reference(len(idr).to_bytes(4, "big") + idr, "h264", avcc)
+    assert not is_reference(b"\x00\x00\x01" + b_slice, "h264", None)  # Annex B
+    # MPEG-4 Part 2: only B-VOPs (coding type 2) are never references
+    vop = b"\x00\x00\x01\xb6"
+    assert not is_reference(vop + bytes([0b10 << 6]), "mpeg4")
+    assert is_reference(vop + bytes([0b01 << 6]) + vop + bytes([0b10 << 6]), "mpeg4")  # P + B
+    assert is_reference(b"garbage", "vp9")
 
 
 def test_seek_cost_counts_frames_decoded_from_each_keyframe():

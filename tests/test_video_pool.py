@@ -267,10 +267,12 @@ def test_a_wrong_frame_table_restarts_the_video_from_a_decode_pass(videos, monke
 
     container_table = frame_table.container_table
 
-    def shifted(container, stream):  # says frame 10 is missing and one more comes at the end
-        table = container_table(container, stream)
+    def shifted(
+        container, stream, by_pts=True
+    ):  # says frame 10 is missing and one more comes at the end
+        table = container_table(container, stream, by_pts)
         pts = np.concatenate([table.pts[:10], table.pts[11:], [table.pts[-1] + 1]])
-        return frame_table.FrameTable(pts, table.keyframes, len(pts))
+        return frame_table.FrameTable(pts, table.keyframes, len(pts), frames=len(pts))
 
     monkeypatch.setattr(frame_table, "container_table", shifted)  # the forked worker inherits it
     with DecodePool(1, 30, chunk_size=4, start_method="fork") as pool:
@@ -282,16 +284,21 @@ def test_a_wrong_frame_table_restarts_the_video_from_a_decode_pass(videos, monke
     assert_complete(events[first[1] :], list(range(40)), chunk_size=4)
 
 
-def test_allow_partial_restarts_a_damaged_video_as_its_decodable_prefix(tmp_path):
-    from video_factory import ground_truth, write_conformance_video
+def test_a_damaged_video_restarts_from_a_decode_pass_with_its_clean_frames(tmp_path):
+    from video_factory import write_conformance_video
 
     path = str(write_conformance_video(tmp_path, "h264_slice_errors"))
-    first_error = ground_truth(path).first_error
-    with DecodePool(1, 30, chunk_size=64, start_method="fork") as pool:
+    lost = {*range(120, 150), *range(210, 250)}  # see test_video_conformance.EXPECTED_DAMAGE
+    clean = [i for i in range(300) if i not in lost]
+    with DecodePool(1, 30, chunk_size=64, start_method="fork", on_damage="fail") as pool:
         failed = list(pool.imap([DecodeTask("v", path, ALL)]))
-    with DecodePool(1, 30, chunk_size=64, start_method="fork", allow_partial=True) as pool:
+    with DecodePool(1, 30, chunk_size=64, start_method="fork") as pool:
         events = list(pool.imap([DecodeTask("v", path, ALL)]))
-    assert isinstance(failed[-1], VideoFailed) and f"frame {first_error} " in failed[-1].reason
+    assert isinstance(failed[-1], VideoFailed) and "frame 120 " in failed[-1].reason
     last_start = max(i for i, event in enumerate(events) if isinstance(event, VideoStarted))
-    assert events[last_start].info.partial and events[last_start].info.num_frames == first_error
-    assert_complete(events[last_start:], list(range(first_error)), chunk_size=64)
+    info = events[last_start].info
+    assert last_start > 0 and info.num_frames == len(clean) and info.lost_frames == 70
+    started, *chunks, finished = events[last_start:]
+    assert isinstance(finished, VideoFinished)
+    assert started.frame_indices.tolist() == list(range(len(clean)))
+    assert read_indices_flat(chunk.frames for chunk in chunks) == clean  # never a substitute

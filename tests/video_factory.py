@@ -681,6 +681,163 @@ def _h264_zeroed_middle(path: Path) -> Path:
     return path
 
 
+# ------------------------------------------------------------- packed B-frames (DivX/Xvid)
+_VOP = b"\x00\x00\x01\xb6"
+
+
+def _vop_type(packet: bytes) -> str:
+    """ "I", "P", "B" or "S" of the first VOP in an MPEG-4 Part 2 packet."""
+    return "IPBS"[packet[packet.find(_VOP) + 4] >> 6]
+
+
+def _not_coded_vop(vop: bytes, time_bits: int) -> bytes:
+    """A not-coded P-VOP (an "N-VOP", 6-8 bytes) with the time fields of ``vop``."""
+    start = vop.find(_VOP) + 4
+    bits = "".join(f"{byte:08b}" for byte in vop[start : start + 8])
+    end = 2
+    while bits[end] == "1":  # modulo_time_base: ones, then a zero
+        end += 1
+    end += 1
+    # vop_coding_type P, the same modulo_time_base, marker, vop_time_increment, marker, not coded
+    head = "01" + bits[2:end] + "1" + bits[end + 1 : end + 1 + time_bits] + "1" + "0"
+    head += "0" + "1" * ((8 - (len(head) + 1) % 8) % 8)  # next_start_code stuffing
+    return _VOP + int(head, 2).to_bytes(len(head) // 8, "big")
+
+
+def write_packed_avi(
+    path: str | Path,
+    num_frames: int,
+    b_frames: int = 2,
+    gop_size: int = 12,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    rate: int = 25,
+) -> Path:
+    """An MPEG-4 Part 2 AVI with *packed* B-frames, the way DivX 5 and Xvid stored them (and
+    UCF101 and HMDB51 hold them); frame ``i`` encodes ``i`` (:func:`index_frame`).
+
+    The layout of a packed bitstream: the first packet's VOL carries ``DivX503b1393p`` user
+    data (the ``p`` says "packed"); each I- or P-VOP shares its AVI chunk with the first
+    B-VOP that follows it in decode order; the other B-VOPs have chunks of their own; and a
+    not-coded VOP (N-VOP) follows, so that there is one chunk per displayed frame, in display
+    order. FFmpeg 8.1 decodes all ``num_frames`` frames in order, and labels them with pts
+    1, 2, 4, 3, 5, 7, 6, ... (AVI has no presentation times; a chunk holds two VOPs). After a
+    seek it drops every P-frame (see :mod:`video_eleatt.video.decode`).
+
+    Args:
+        path: the .avi to write.
+        num_frames: frames (at least 2).
+        b_frames: B-frames between references (1 or 2).
+        gop_size: frames per GOP (the encoder's scene-cut detection is off, so GOPs are long
+            when asked: 250 makes a long GOP for seek tests).
+        size: (width, height).
+        rate: frames per second (an integer: the VOP time fields are written for it).
+
+    Returns:
+        ``path`` as a Path.
+    """
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoder = av.CodecContext.create("mpeg4", "w")
+    encoder.width, encoder.height = size
+    encoder.pix_fmt = "yuv420p"
+    encoder.time_base = fractions.Fraction(1, rate)
+    encoder.framerate = fractions.Fraction(rate)
+    encoder.max_b_frames = b_frames
+    encoder.gop_size = gop_size
+    encoder.bit_rate = 2_000_000
+    encoder.options = {"sc_threshold": "1000000000"}
+    packets: list[bytes] = []
+    for i in range(num_frames):
+        frame = av.VideoFrame.from_ndarray(index_frame(i, size), format="rgb24")
+        frame.pts = i
+        packets += [bytes(packet) for packet in encoder.encode(frame)]
+    packets += [bytes(packet) for packet in encoder.encode(None)]
+    first = packets[0].find(_VOP)
+    packets[0] = packets[0][:first] + b"\x00\x00\x01\xb2DivX503b1393p" + packets[0][first:]
+    time_bits = max(1, (rate - 1).bit_length())  # vop_time_increment_resolution = rate
+    chunks: list[bytes] = []
+    position = 0
+    while position < len(packets):
+        reference = packets[position]
+        following = position + 1
+        while following < len(packets) and _vop_type(packets[following]) == "B":
+            following += 1
+        b_vops = packets[position + 1 : following]
+        if b_vops:
+            chunks += [reference + b_vops[0], *b_vops[1:], _not_coded_vop(reference, time_bits)]
+        else:
+            chunks.append(reference)
+        position = following
+    if len(chunks) != num_frames:
+        raise RuntimeError(f"packed {len(chunks)} chunks for {num_frames} frames")
+    with av.open(str(path), "w", format="avi") as container:
+        stream = container.add_stream("mpeg4", rate=rate)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_tag = "XVID"
+        for tick, chunk in enumerate(chunks):
+            packet = av.Packet(chunk)
+            packet.stream = stream
+            packet.pts = packet.dts = tick
+            packet.time_base = fractions.Fraction(1, rate)
+            packet.is_keyframe = _vop_type(chunk) == "I"
+            container.mux(packet)
+    return path
+
+
+def _mpeg4_packed1_avi(path: Path) -> Path:
+    """Packed B-frames (:func:`write_packed_avi`), one B-frame between references, N-VOPs,
+    60 frames at 25 fps, GOP 12: FFmpeg labels the frames 1, 2, 3, 5, 4, 7, 6, ..."""
+    return write_packed_avi(path, 60, b_frames=1, gop_size=12)
+
+
+def _mpeg4_packed2_avi(path: Path) -> Path:
+    """Packed B-frames (:func:`write_packed_avi`), two B-frames between references, N-VOPs,
+    60 frames at 25 fps, GOP 24 (open GOPs: B-frames after an I-frame show before it)."""
+    return write_packed_avi(path, 60, b_frames=2, gop_size=24)
+
+
+def _mpeg4_packed_long_avi(path: Path) -> Path:
+    """A long packed-B-frame AVI for sparse requests: 900 frames (36 s at 25 fps), 32x32, GOP
+    300, two B-frames. FFmpeg's seek into it lands after the keyframe asked for and drops P-frames
+    from there on, so a reader that seeks here returns wrong frames."""
+    return write_packed_avi(path, 900, b_frames=2, gop_size=300, size=(32, 32))
+
+
+def _h264_lost_bframe_mp4(path: Path) -> Path:
+    """H.264 MP4 with B-frames (not references: no B-pyramid), 80 frames at 25 fps, GOP 24,
+    whose B-frame packet 40 (file order) has its slice header zeroed: a frame lost in
+    mid-file, as in a real 456-packet MP4 that decodes to 455 frames.
+
+    FFmpeg rejects that packet (``avcodec_send_packet`` fails: PyAV raises
+    ``av.error.InvalidDataError``) and outputs the other 79 frames, all exact: nothing refers
+    to a B-frame here. The lost frame is the one whose pts the packet carries.
+    """
+    rate = fractions.Fraction(25)
+    _encode(
+        path,
+        _index_images(80),
+        codec="libx264",
+        rate=rate,
+        time_base=1 / rate,
+        options={**_X264_BFRAMES, "x264-params": "b-pyramid=none"},
+    )
+    spans = _packet_spans(path)
+    data = bytearray(path.read_bytes())
+    for position, size in spans[40:]:
+        slices = _avcc_slices(data, position, size)
+        if slices and all(data[offset] & 0x60 == 0 for offset, _ in slices):  # nal_ref_idc 0
+            offset = slices[0][0]
+            data[offset + 1 : offset + 5] = bytes(4)
+            break
+    else:
+        raise RuntimeError(f"{path}: no B-frame packet after packet 40")
+    path.write_bytes(bytes(data))
+    return path
+
+
 _CONFORMANCE_WRITERS = {
     "mpeg4_bframes_avi": (".avi", _mpeg4_bframes_avi),
     "h264_bframes_mp4": (".mp4", _h264_bframes_mp4),
@@ -695,10 +852,14 @@ _CONFORMANCE_WRITERS = {
     "gray": (".mkv", _gray),
     "yuv420p10": (".mp4", _yuv420p10),
     "single_frame": (".mp4", _single_frame),
+    "mpeg4_packed1_avi": (".avi", _mpeg4_packed1_avi),
+    "mpeg4_packed2_avi": (".avi", _mpeg4_packed2_avi),
+    "mpeg4_packed_long_avi": (".avi", _mpeg4_packed_long_avi),
 }
 _DAMAGED_WRITERS = {
     "h264_slice_errors": (".mp4", _h264_slice_errors),
     "h264_zeroed_middle": (".mp4", _h264_zeroed_middle),
+    "h264_lost_bframe_mp4": (".mp4", _h264_lost_bframe_mp4),
 }
 
 # Videos whose i-th displayed frame encodes i; see write_conformance_video.
@@ -744,19 +905,22 @@ def write_conformance_video(folder: str | Path, kind: str) -> Path:
 
 @dataclass(frozen=True, eq=False)
 class GroundTruth:
-    """What a plain sequential FFmpeg decode (PyAV) of a video gives; see :func:`ground_truth`.
+    """What a plain sequential FFmpeg decode (PyAV) of a video gives, put in presentation
+    order; see :func:`ground_truth`.
 
     Attributes:
-        frame_ids: :func:`read_index` of each decoded frame, turned upright, in output order;
-            -1 where the frame holds no clean pattern (damage).
-        times: float64 (len(frame_ids),) ``frame.pts * time_base`` in seconds, minus the first
-            output frame's.
+        frame_ids: :func:`read_index` of each decoded frame, turned upright, in presentation
+            order; -1 where the frame holds no clean pattern (damage).
+        times: float64 (len(frame_ids),) presentation times in seconds from the first frame:
+            ``pts * time_base`` where the container has presentation times, ``i / rate`` in
+            AVI (which has none).
         rate: the stream's average frame rate (``stream.average_rate``), frames per second.
         rotation: degrees the coded frames are turned *clockwise* to be upright (0, 90, 180 or
             270): the legacy ``rotate`` tag, ``(-frame.rotation) % 360`` in PyAV's terms.
         size: (width, height) of the upright frames.
         first_error: number of frames output before the first decode error (a packet the
             decoder rejects, or a frame it flags ``is_corrupt``); None when there is none.
+        output_pts: the pts FFmpeg attached to each frame, in the decoder's output order.
     """
 
     frame_ids: list[int]
@@ -765,15 +929,18 @@ class GroundTruth:
     rotation: int
     size: tuple[int, int]
     first_error: int | None
+    output_pts: list[int | None]
 
 
 def ground_truth(path: str | Path) -> GroundTruth:
     """Decode ``path`` front to back with PyAV, the reference a decoder is checked against.
 
     A plain single-threaded sequential decode: every packet of the first video stream in file
-    order, every frame the decoder outputs, in output order. A packet the decoder rejects
+    order, every frame the decoder outputs. A packet the decoder rejects
     (``av.error.FFmpegError``, damaged files only) is counted as an error and skipped, as the
-    ffmpeg command line does, rather than ending the decode.
+    ffmpeg command line does, rather than ending the decode. The frames are then put in
+    presentation order as the contract of :mod:`video_eleatt.video.decode` defines it: by pts
+    where the container stores presentation times, in output order in AVI.
 
     Args:
         path: a video, e.g. from :func:`write_conformance_video`.
@@ -791,6 +958,7 @@ def ground_truth(path: str | Path) -> GroundTruth:
         stream.codec_context.thread_count = 1  # no frame threads: errors stay with their packet
         time_base = stream.time_base
         rate = float(stream.average_rate) if stream.average_rate else float("nan")
+        is_avi = "avi" in container.format.name.split(",")
         for packet in container.demux(stream):  # ends with an empty packet: flushes the decoder
             try:
                 frames = packet.decode()
@@ -812,8 +980,15 @@ def ground_truth(path: str | Path) -> GroundTruth:
                 size = (image.shape[1], image.shape[0])
     if not frame_ids:
         raise ValueError(f"{path}: no frame decodes")
-    times = np.array([float((t - pts[0]) * time_base) for t in pts], dtype=np.float64)
-    return GroundTruth(frame_ids, times, rate, rotation, size, first_error)
+    if is_avi:
+        order = np.arange(len(pts))
+        times = order / rate
+    else:
+        order = np.argsort(np.asarray(pts, np.int64), kind="stable")
+        ordered = np.asarray(pts, np.int64)[order]
+        times = np.array([float((t - ordered[0]) * time_base) for t in ordered], np.float64)
+    presented = [frame_ids[i] for i in order]
+    return GroundTruth(presented, times, rate, rotation, size, first_error, pts)
 
 
 # ------------------------------------------------------------------ transforms for pool tests

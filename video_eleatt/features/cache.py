@@ -43,6 +43,7 @@ from video_eleatt.features.layout import (
     write_error,
 )
 from video_eleatt.features.manifest import ManifestWriter, manifest_row, read_manifest
+from video_eleatt.video.decode import DECODE_REVISION
 
 # config.json keys compared when a directory is reused; the dataset root, split and list files
 # may change (a moved dataset, another split of the same videos) without changing the features.
@@ -195,8 +196,8 @@ def write_entry(
             config.json if there is one, else the dtype of ``features``.
         manifest: an open writer to append to (e.g. a rank's part); default ``manifest.jsonl``.
         decode: how the video was decoded (``{"timestamps": "container" | "derived",
-            "rotation": degrees, "partial": {...}}``): kept as the file's ``decode`` metadata
-            (JSON) and in the manifest row.
+            "rotation": degrees, "decode_revision": n, "damage": {...}}``): kept as the
+            file's ``decode`` metadata (JSON) and in the manifest row.
 
     >>> write_entry(cache, "walk/v1.avi", np.zeros((4, 8)), [0, 5, 10, 15],
     ...             [0.0, 0.2, 0.4, 0.6], 25.0, 16, 0.64, 3)  # doctest: +SKIP
@@ -247,7 +248,9 @@ def write_failure(
         pass
     except OSError as err:
         raise write_error(path, err) from err
-    _append(cache_dir, manifest_row(rel_path, label, "failed", error=error), manifest)
+    row = manifest_row(rel_path, label, "failed", error=error)
+    row["decode_revision"] = DECODE_REVISION  # a later revision retries it (extract)
+    _append(cache_dir, row, manifest)
 
 
 def _append(cache_dir: str | Path, row: dict[str, Any], manifest: ManifestWriter | None) -> None:

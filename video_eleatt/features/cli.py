@@ -102,9 +102,10 @@ def extract_main(argv: list[str]) -> int:
 CHECK_DESCRIPTION = (
     "Preflight for extract: decode, in extract's worker pool and with its options (--config "
     "extract.yaml, --videos or --dataset, --sampling.*, --num_workers, --timeout_s, "
-    "--chunk_size, --allow_partial, --limit), the very frames extract would decode of every "
-    "video, and list the videos extract would fail, with the reason. --thorough decodes "
-    "every frame and also reports frame counts that disagree and timestamp anomalies. "
+    "--chunk_size, --on_damage, --max_lost_fraction, --limit), the very frames extract would "
+    "decode of every video, and list the videos extract would fail, with the reason. "
+    "--thorough decodes every frame and also reports frame counts that disagree, timestamp "
+    "anomalies, damage and packed B-frames. "
     "Backbone, cache and precision options are accepted and ignored."
 )
 CHECK_BARE_FLAGS = (*BARE_FLAGS, "--thorough")
@@ -132,7 +133,7 @@ def _check_parser() -> ArgumentParser:
         type=str | None,
         default=None,
         help="TSV report, one row per video under a header line: rel_path<TAB>status<TAB>detail "
-        "(status ok, warning, partial or failed)",
+        "(status ok, warning, damaged or failed)",
     )
     parser.add_argument(
         "--thorough",
@@ -140,7 +141,7 @@ def _check_parser() -> ArgumentParser:
         default=False,
         help="decode every frame of each video (not just the sampled ones) and report frame "
         "counts that disagree (decoded, packets, header), derived timestamps and why, jumps in "
-        "the timestamps, partial prefixes and rotations",
+        "the timestamps, damage (frames lost, and when) and rotations",
     )
     return parser
 
@@ -222,7 +223,8 @@ def check_main(argv: list[str]) -> int:
         num_workers=config.num_workers,
         timeout_s=config.timeout_s,
         chunk_size=config.chunk_size,
-        allow_partial=config.allow_partial,
+        on_damage=config.on_damage,
+        max_lost_fraction=config.max_lost_fraction,
         progress=config.progress,
     )
     code = 0

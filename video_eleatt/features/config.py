@@ -68,8 +68,11 @@ class ExtractConfig:
         cache_dir: an explicit cache directory instead (still refused on a config mismatch).
         strict: exit non-zero when any video failed.
         retry_failed: on a rerun, try videos that failed before again.
-        allow_partial: keep the decodable prefix of a video with decode errors (its manifest
-            row says ``partial`` with the frame counts) instead of failing it.
+        on_damage: "keep" (default): a video with decode errors is its clean frames, and its
+            manifest row and feature file say what was lost (count, first and last time);
+            "fail": the first lost frame fails the video (the strict behaviour).
+        max_lost_fraction: a video that loses more than this share of its frames fails
+            ("mostly damaged"); 0.5 keeps a video while most of its time is still there.
         num_processes: local processes to spread the videos over (each with its own decode
             workers and device); under ``torchrun`` the ranks come from the environment.
         threads: torch threads per process on CPU; 0 (default) divides this process's CPU
@@ -99,7 +102,8 @@ class ExtractConfig:
     cache_dir: str | None = None
     strict: bool = False
     retry_failed: bool = True
-    allow_partial: bool = False
+    on_damage: Literal["keep", "fail"] = "keep"
+    max_lost_fraction: float = 0.5
     num_processes: int = 1
     threads: int = 0
     limit: int | None = None
@@ -138,7 +142,6 @@ BARE_FLAGS = (
     "--progress",
     "--parity_check",
     "--tune_malloc",
-    "--allow_partial",
 )
 
 

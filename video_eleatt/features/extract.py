@@ -53,6 +53,7 @@ from video_eleatt.features.tuning import (
     warm_decode_workers,
 )
 from video_eleatt.progress import progress_bar
+from video_eleatt.video.decode import DECODE_REVISION
 from video_eleatt.video.pool import DecodePool, DecodeTask
 
 
@@ -122,11 +123,41 @@ class _Pending:
 
 def decode_record(info: Any) -> dict[str, Any]:
     """How a video was decoded, for its feature file and manifest row: where the timestamps
-    came from, the stored rotation (frames are upright) and, for a partial video, the counts."""
-    record: dict[str, Any] = {"timestamps": info.timestamps_source, "rotation": info.rotation}
-    if info.partial:
-        record["partial"] = {"frames_kept": info.num_frames, "frames_in_file": info.frames_in_file}
+    came from, the stored rotation (frames are upright), the decode revision and, for a
+    damaged video, what was lost (count, frames in the file, first and last lost time in
+    seconds, the first reason)."""
+    record: dict[str, Any] = {
+        "timestamps": info.timestamps_source,
+        "rotation": info.rotation,
+        "decode_revision": DECODE_REVISION,
+    }
+    if info.lost_frames:
+        record["damage"] = {
+            "lost_frames": info.lost_frames,
+            "frames_in_file": info.frames_in_file,
+            "first_lost_s": round(info.lost_first_s, 6),
+            "last_lost_s": round(info.lost_last_s, 6),
+            "reason": info.damage,
+        }
     return record
+
+
+def needs_decoding(row: dict[str, Any] | None, complete: bool, retry_failed: bool) -> bool:
+    """Whether a video's latest manifest row calls for decoding it (again).
+
+    A complete "ok" row is kept, unless an older decode revision kept only a partial prefix
+    of it (``allow_partial``: the frames after the first error are now kept too). A "failed"
+    row is retried with ``retry_failed``, and always when an older decode revision failed it
+    (packed B-frames, out-of-order decoder output and damaged files were refused before
+    revision 3).
+    """
+    if row is None:
+        return True
+    if complete:
+        return "partial" in row
+    if row.get("status") == "failed":
+        return retry_failed or row.get("decode_revision") != DECODE_REVISION
+    return True
 
 
 def _event_name(event: Any) -> str:
@@ -220,7 +251,8 @@ def extract_videos(
         config.timeout_s,
         transform=transform,
         chunk_size=config.chunk_size,
-        allow_partial=config.allow_partial,
+        on_damage=config.on_damage,
+        max_lost_fraction=config.max_lost_fraction,
     ) as pool:
         for event in pool.imap(decode_tasks):
             name = _event_name(event)
@@ -346,13 +378,13 @@ def run_extraction(config: ExtractConfig, rank: int = 0, world_size: int = 1) ->
     todo = []
     for task in distributed.shard(tasks, rank, world_size):
         row = manifest_rows.get(task.rel_path)
-        if entry_is_complete(cache_dir, row):
-            summary.skipped += 1
-        elif row and row.get("status") == "failed" and not config.retry_failed:
+        if needs_decoding(row, entry_is_complete(cache_dir, row), config.retry_failed):
+            todo.append(task)
+        elif row.get("status") == "failed":
             summary.skipped += 1
             summary.previously_failed[task.rel_path] = str(row.get("error"))
         else:
-            todo.append(task)
+            summary.skipped += 1
 
     manifest_name = MANIFEST_NAME if world_size == 1 else f"manifest.rank{rank}.jsonl"
     runner = FeatureRunner(backbone, device, precision)

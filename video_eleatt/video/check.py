@@ -15,7 +15,8 @@ Statuses, worst first (:data:`STATUSES`):
 
 - ``failed``: extraction would record the video as failed; the detail is the reason and names
   the file.
-- ``partial``: decode errors, and ``allow_partial`` keeps the frames before the first one.
+- ``damaged``: decode errors; the clean frames are kept (``on_damage="keep"``, the default)
+  and the detail says how many frames were lost and when.
 - ``warning``: decodes, but ``thorough`` found a disagreement (listed in the detail).
 - ``ok``: decodes; the detail says which frames were decoded.
 
@@ -33,11 +34,12 @@ The command line (options shared with ``extract``) is
 >>> sampling = SamplingConfig(mode="fps", fps=8.0)
 >>> result = check_videos([("a.mp4", "/data/a.mp4")], sampling)  # doctest: +SKIP
 >>> print(format_summary(result, output=None))  # doctest: +SKIP
-checked 1 videos in 0.4 s: 1 ok, 0 warning, 0 partial, 0 failed
+checked 1 videos in 0.4 s: 1 ok, 0 warning, 0 damaged, 0 failed
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,8 +51,10 @@ from video_eleatt.fileio import atomic_write_bytes
 from video_eleatt.progress import progress_bar
 from video_eleatt.video.decode import (
     ABSURD_SPAN_FACTOR,
+    MAX_LOST_FRACTION,
     TIMESTAMPS_DERIVED,
     VideoInfo,
+    damage_text,
     short_indices,
 )
 from video_eleatt.video.pool import (
@@ -65,9 +69,9 @@ from video_eleatt.video.sampling import SamplingConfig, sample_frame_indices
 
 STATUS_OK = "ok"
 STATUS_WARNING = "warning"
-STATUS_PARTIAL = "partial"
+STATUS_DAMAGED = "damaged"
 STATUS_FAILED = "failed"
-STATUSES = (STATUS_OK, STATUS_WARNING, STATUS_PARTIAL, STATUS_FAILED)
+STATUSES = (STATUS_OK, STATUS_WARNING, STATUS_DAMAGED, STATUS_FAILED)
 
 REPORT_HEADER = "rel_path\tstatus\tdetail"
 
@@ -93,6 +97,8 @@ class ContainerProbe:
         pts_span_s: seconds from the earliest to the latest packet pts; None without pts.
         rate: the stream's average frame rate, frames per second; None when it has none.
         error: why the demux stopped early (the counts cover the packets before it).
+        packed_bframes: an MPEG-4 Part 2 stream in DivX/Xvid's "packed bitstream" (the user
+            data of its first packet ends in ``p``, e.g. ``DivX503b1393p``).
     """
 
     format_name: str
@@ -104,6 +110,10 @@ class ContainerProbe:
     pts_span_s: float | None = None
     rate: float | None = None
     error: str | None = None
+    packed_bframes: bool = False
+
+
+_PACKED_USER_DATA = re.compile(rb"DivX\d+(?:Build|b)\d+p")
 
 
 def probe_container(path: str | Path) -> ContainerProbe:
@@ -124,10 +134,13 @@ def probe_container(path: str | Path) -> ContainerProbe:
         pts: list[int] = []
         without_pts = packets = discarded = 0
         error = None
+        packed = False
         try:
             for packet in container.demux(stream):
                 if not packet.size:
                     continue  # the flush packet demux ends with
+                if packets == 0 and stream.codec_context.name == "mpeg4":
+                    packed = _PACKED_USER_DATA.search(bytes(packet)) is not None
                 if packet.is_discard:
                     discarded += 1
                     continue
@@ -151,6 +164,7 @@ def probe_container(path: str | Path) -> ContainerProbe:
             pts_span_s=span,
             rate=float(rate) if rate else None,
             error=error,
+            packed_bframes=packed,
         )
 
 
@@ -246,7 +260,8 @@ def check_videos(
     num_workers: int = 2,
     timeout_s: float = 120.0,
     chunk_size: int = 16,
-    allow_partial: bool = False,
+    on_damage: str = "keep",
+    max_lost_fraction: float = MAX_LOST_FRACTION,
     start_method: str = "forkserver",
     progress: bool = True,
 ) -> CheckResult:
@@ -265,8 +280,9 @@ def check_videos(
         num_workers: decode worker processes.
         timeout_s: seconds a video may take before its worker is killed and it fails.
         chunk_size: frames per decoded chunk sent from a worker.
-        allow_partial: keep the decodable prefix of a video with decode errors (status
-            ``partial``) instead of failing it.
+        on_damage: "keep" (status ``damaged``, the clean frames kept) or "fail" (the first
+            lost frame fails the video).
+        max_lost_fraction: a video that loses more than this share of its frames fails.
         start_method: multiprocessing start method of the pool.
         progress: show progress on stderr: a live bar on a terminal, a line every few
             seconds in a log file.
@@ -288,7 +304,8 @@ def check_videos(
             timeout_s,
             chunk_size=chunk_size,
             start_method=start_method,
-            allow_partial=allow_partial,
+            on_damage=on_damage,
+            max_lost_fraction=max_lost_fraction,
         ) as pool,
     ):
         for event in pool.imap(tasks):
@@ -349,12 +366,9 @@ def _outcome(
             info=info,
         )
     check = VideoCheck(rel_path, STATUS_OK, info=info, frame_indices=frame_indices)
-    if info.partial:
-        check.status = STATUS_PARTIAL
-        check.findings.append(
-            f"frames 0-{info.num_frames - 1} of {info.frames_in_file} decode (a decode error at "
-            f"frame {info.num_frames}); allow_partial keeps them"
-        )
+    if info.damaged:
+        check.status = STATUS_DAMAGED
+        check.findings.append(f"damaged: {damage_text(info)}; the clean frames are kept")
     if not thorough:
         return check
     assert state.timestamps is not None  # mode "all": the timestamps of every frame
@@ -404,10 +418,15 @@ def thorough_findings(
     if isinstance(probe, str):
         warnings.append(f"the container could not be probed: {probe}")
     else:
-        in_file = info.frames_in_file if info.partial else decoded
+        in_file = info.frames_in_file if info.damaged else decoded
         if probe.error:
             warnings.append(f"demuxing stops early: {probe.error}")
-        if not info.partial and probe.packets != decoded:
+        if probe.packed_bframes:
+            notes.append(
+                "packed B-frames (DivX/Xvid packed bitstream, as in UCF101 and HMDB51): "
+                "decoded in order, frames known by position; nothing to fix"
+            )
+        if not info.damaged and probe.packets != decoded:
             warnings.append(
                 f"{decoded} frames decode but the container has {probe.packets} packets"
             )
@@ -421,7 +440,7 @@ def thorough_findings(
                 f"an edit list hides {probe.discarded} frames before the start (decoded as "
                 "references, not shown, as in every player)"
             )
-    if restarted and not info.partial:
+    if restarted and not info.damaged:
         warnings.append(
             "the container's frame table disagreed with the decoder's output; the video was "
             "indexed again by a decode pass"
@@ -480,7 +499,7 @@ def write_report(path: str | Path, result: CheckResult | None = None) -> None:
 
 def format_summary(result: CheckResult, output: str | None, max_listed: int = 20) -> str:
     """The text printed at the end of a check: counts, then the failed videos with their
-    reasons and the partial/warning ones with their findings (``max_listed`` of each)."""
+    reasons and the damaged/warning ones with their findings (``max_listed`` of each)."""
     counts = ", ".join(f"{result.count(status)} {status}" for status in STATUSES)
     what = " (thorough: every frame)" if result.thorough else ""
     lines = [f"checked {len(result.videos)} videos in {result.seconds:.1f} s{what}: {counts}"]
@@ -488,8 +507,8 @@ def format_summary(result: CheckResult, output: str | None, max_listed: int = 20
     groups = [
         ("unreadable (extraction fails them):", result.failures),
         (
-            "partial or with warnings:",
-            [v for v in result.videos if v.status in (STATUS_PARTIAL, STATUS_WARNING)],
+            "damaged or with warnings:",
+            [v for v in result.videos if v.status in (STATUS_DAMAGED, STATUS_WARNING)],
         ),
     ]
     for title, group in groups:

@@ -1,46 +1,54 @@
-"""Frame-exact decoding: frame ``i`` is the ``i``-th frame FFmpeg's decoder outputs, always.
+"""Frame-exact decoding: frame ``i`` is the ``i``-th frame in presentation order, always.
 
-The ground truth of a video is a sequential decode of the whole file (PyAV,
-``container.decode(stream)``): its ``i``-th output frame is frame ``i``. Every frame this
-module returns is that frame, or the request fails with a reason. Nothing is trusted that has
-not been checked against what the decoder itself outputs.
+The ground truth of a video is a sequential decode of the whole file (PyAV, packet by packet):
+its frames, put in presentation order, are frames ``0, 1, 2, ...``. Presentation order is the
+order of the frames' presentation times (pts) where the container stores them (MP4, MOV, MKV,
+WebM), and the decoder's output order where it does not (AVI). Every frame this module returns
+is that frame, or the request fails with a reason. Nothing is trusted that has not been checked
+against what the decoder itself outputs.
 
 Why not decord's random access: on MPEG-4 Part 2 AVIs with B-frames (Xvid/DivX, the encoding
 of HMDB51 and other older datasets) decord's ``get_batch`` returned the wrong frame for 35-39
 of 40 requests and reported timestamps of about -3.7e17 s; on an H.264 MP4 with slice errors it
 counted 456 frames where FFmpeg decodes 455 and 14 of 40 random-access frames were wrong.
-decord counts frames from a keyframe; this module identifies every frame by its presentation
-time (pts) instead.
 
-How a video is read (:class:`VideoReader`; steps 1 and 1b live in
+How a video is read (:class:`VideoReader`; the table lives in
 :mod:`video_eleatt.video.frame_table`):
 
 1. **Frame table from the container** (demux only, no decoding, about 3 ms for 175 frames):
-   the presentation times of the stream's packets, sorted, are the frames in output order,
-   and its keyframes are the seek points. The table is used only when every packet has a pts
-   and no two share one (a pts-less or duplicate-pts file gets step 1b instead).
+   the sorted pts of the stream's packets are the frames, and its keyframes the seek points.
+   Used only when every packet has a pts and no two share one. For AVI only the packet count
+   is read: frames are known by output order, and the pts FFmpeg guesses for AVI frames are
+   never used (with packed B-frames they come out as 1, 2, 4, 3, 5, 7, 6, ... on frames that
+   are in the right order).
    1b. **Frame table from a decode pass**: decode every frame once without converting it and
-   record what the decoder really outputs. Also used when step 3 finds the container's table
-   wrong (:class:`FrameTableMismatch`; :func:`read_frames` and the decode pool retry that way).
-2. **Timestamps**: seconds from the first frame's presentation, from the pts. They are
-   *derived* as ``index / rate`` for AVI (a constant-rate container whose pts FFmpeg
-   reconstructs) and for pts that are missing, not increasing or absurd (a span beyond 1000
-   times ``frames / rate``); :attr:`VideoInfo.timestamps_source` says which.
-3. **Decoding**, in presentation order, always checked against the table:
-   - *sequential*: decode from the start up to the last wanted frame, convert only the
-     wanted ones; output frame ``i`` must carry the table's pts ``i``. A frame the decoder
-     drops (slice errors, zeroed data) shows as a pts gap; a decoder error or a frame flagged
-     corrupt is a decode error. When the last frame is wanted (mode ``all``), the decoder
+   record what the decoder really outputs, and what it lost. Used when the container's table
+   is unusable, and when decoding finds it wrong or finds damage (:class:`FrameTableMismatch`;
+   :func:`read_frames` and the decode pool reopen the video that way).
+2. **Timestamps**: seconds from the first frame's presentation (lost frames included), from
+   the pts. For AVI, and for pts that are missing, repeated, not increasing or absurd (a span
+   beyond 1000 times ``frames / rate``), they are ``slot / rate``, where a frame's slot is its
+   output position counting lost frames; :attr:`VideoInfo.timestamps_source` says which.
+3. **Decoding**, always checked against the table:
+   - *sequential*: decode from the start up to the last wanted frame, convert only the wanted
+     ones. A frame is delivered once every frame before it in presentation order has come out
+     of the decoder, so a frame the decoder never outputs (a pts gap) is found before any
+     frame after it is handed out. When the last frame is wanted (mode ``all``), the decoder
      must also output exactly the table's frame count.
-   - *seek* (sparse requests, when it saves at least 10 % of the decoding): seek to the
-     keyframe at or before each wanted frame and decode forward to the frame with the wanted
-     pts, checking the same way; anything unexpected hands the rest to the sequential path.
+   - *seek* (sparse requests on a file known by pts, when it saves at least 10 % of the
+     decoding): seek to the keyframe at or before each wanted frame and decode forward to the
+     frame with the wanted pts, checking the same way; anything unexpected hands the rest to
+     the sequential path. AVI never seeks: after a seek into a packed-B-frame AVI, FFmpeg 8.1
+     drops every P-frame and can land after the frame asked for, and its output order is all
+     that identifies an AVI frame.
    Only the decoded stretches are checked: a frame dropped where nothing was decoded would go
-   unseen (in a damaged file), so ``video-eleatt check --thorough`` decodes every frame.
-4. **Decode errors** fail the video with the first bad frame's index and time in the reason,
-   or, with ``allow_partial``, the video is its decodable prefix: ``num_frames`` is the count
-   before the first error and :attr:`VideoInfo.partial` is set, with the file's frame count in
-   :attr:`VideoInfo.frames_in_file`. Frames are never substituted.
+   unseen, so ``video-eleatt check --thorough`` decodes every frame.
+4. **Damage** (a packet the decoder rejects, a frame flagged corrupt, and the frames decoded
+   from their broken references up to the next keyframe) is kept apart, never papered over:
+   the video is its clean frames, the lost ones leave a gap in the timestamps, and
+   :attr:`VideoInfo.lost_frames` and friends say how many were lost and when. With
+   ``on_damage="fail"`` the first loss fails the video instead; a video that loses more than
+   ``max_lost_fraction`` of its frames fails either way.
 5. **Rotation**: frames are returned upright. A display matrix in the container (phone
    videos) is applied as ``ffmpeg`` applies it (``autorotate``), width and height are the
    upright ones, and :attr:`VideoInfo.rotation` keeps the stored angle (clockwise, as the
@@ -61,7 +69,6 @@ import contextlib
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -69,79 +76,48 @@ import torch
 
 from video_eleatt.video import frame_table
 from video_eleatt.video.frame_table import (
-    CORRUPT_FRAME,
     DecodeFailure,
     FrameTable,
     first_line,
     seek_cost,
 )
+from video_eleatt.video.info import (  # re-exported: the names callers import from here
+    DECODE_REVISION,
+    DECODE_VERSION,
+    MAX_LOST_FRACTION,
+    ON_DAMAGE,
+    TIMESTAMPS_CONTAINER,
+    TIMESTAMPS_DERIVED,
+    FrameTableMismatch,
+    VideoDecodeError,
+    VideoInfo,
+    damage_text,
+    short_indices,
+)
 
-# Goes into every feature cache's identity: caches decoded before frame-exact decoding (decord's
-# random access, container timestamps taken on trust) have another identity and are named stale.
-DECODE_VERSION = "frame-exact/2"
+__all__ = [
+    "ABSURD_SPAN_FACTOR",
+    "DECODE_REVISION",
+    "DECODE_VERSION",
+    "MAX_LOST_FRACTION",
+    "TIMESTAMPS_CONTAINER",
+    "TIMESTAMPS_DERIVED",
+    "FrameTableMismatch",
+    "VideoDecodeError",
+    "VideoInfo",
+    "VideoReader",
+    "damage_text",
+    "read_frames",
+    "short_indices",
+]
 
 # Seek only when it decodes at most this share of the frames the sequential path would (each
 # seek restarts the decoder at a keyframe and refills its reorder delay).
 SEEK_MAX_COST_SHARE = 0.9
 # Container times spanning more than this many times frames / rate are absurd.
 ABSURD_SPAN_FACTOR = 1000.0
-
-TIMESTAMPS_CONTAINER = "container"
-TIMESTAMPS_DERIVED = "derived"
-
-
-class VideoDecodeError(RuntimeError):
-    """A video could not be opened or decoded exactly; the message names the file and frames.
-
-    Attributes:
-        decodable_frames: frames before the first decode error, when one was located
-            (``allow_partial`` keeps them), else None.
-    """
-
-    def __init__(self, message: str, decodable_frames: int | None = None) -> None:
-        super().__init__(message)
-        self.decodable_frames = decodable_frames
-
-
-class FrameTableMismatch(VideoDecodeError):
-    """The decoder's output disagrees with the container's frame table (not a decode error).
-
-    The caller reopens the video with ``index="decode"``, which builds the table from what the
-    decoder outputs; frames already returned must be dropped.
-    """
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What a video holds, as decoded.
-
-    Attributes:
-        path: the file, as given to :class:`VideoReader`.
-        num_frames: frames returned by the decoder (the decodable range is
-            ``[0, num_frames - 1]``); with ``partial``, the frames before the first error.
-        fps: average frame rate, frames per second.
-        duration: seconds from the first frame's start to the last frame's end.
-        width: width of the frames returned (upright, after resizing), pixels.
-        height: height of the frames returned, pixels.
-        timestamps_source: "container" (the frames' presentation times) or "derived"
-            (``index / fps``: AVI, or missing, non-increasing or absurd container times).
-        rotation: the display rotation stored in the file, in the convention of the
-            ``rotate`` tag (degrees clockwise: 0, 90, 180, 270); frames are returned with it
-            applied, upright.
-        partial: True when only the decodable prefix is kept (``allow_partial``).
-        frames_in_file: the frame count of the whole file (container packets), when partial.
-    """
-
-    path: str
-    num_frames: int
-    fps: float
-    duration: float
-    width: int
-    height: int
-    timestamps_source: str = TIMESTAMPS_CONTAINER
-    rotation: int = 0
-    partial: bool = False
-    frames_in_file: int | None = None
+# Past this many frames after a wanted frame without it, the seek path gives up (a lost frame).
+REORDER_LIMIT = 64
 
 
 class VideoReader:
@@ -155,14 +131,16 @@ class VideoReader:
             keeps the source width, or scales with ``height`` when only that is given.
         height: output height in pixels; -1 as for ``width``.
         num_threads: decoder threads (1 suits many workers; 0 = FFmpeg's choice).
-        allow_partial: keep the decodable prefix of a file with decode errors (see
-            :attr:`VideoInfo.partial`) instead of failing it.
+        on_damage: "keep" (the clean frames of a damaged file, the losses recorded in
+            :attr:`info`) or "fail" (the first lost frame fails the video).
+        max_lost_fraction: a video that loses more than this share of its frames fails.
         index: "auto" (the container's frame table when usable, else a decode pass) or
             "decode" (always a decode pass: what the decoder outputs, nothing else).
 
     Raises:
         VideoDecodeError: the file is missing, not a video, has no video stream, no decodable
-            first frame, or (without ``allow_partial``) decode errors found while indexing.
+            frame, or (found while indexing) damage that ``on_damage`` or
+            ``max_lost_fraction`` refuses.
 
     >>> reader = VideoReader("video.mp4")  # doctest: +SKIP
     >>> for frame_indices, frames in reader.iter_frames([0, 10, 20], chunk_size=2):
@@ -177,13 +155,19 @@ class VideoReader:
         width: int = -1,
         height: int = -1,
         num_threads: int = 1,
-        allow_partial: bool = False,
+        on_damage: str = "keep",
+        max_lost_fraction: float = MAX_LOST_FRACTION,
         index: str = "auto",
     ) -> None:
         if index not in ("auto", "decode"):
             raise ValueError(f"index must be 'auto' or 'decode', got {index!r}")
+        if on_damage not in ON_DAMAGE:
+            raise ValueError(f"on_damage must be one of {ON_DAMAGE}, got {on_damage!r}")
+        if not 0.0 <= max_lost_fraction <= 1.0:
+            raise ValueError(f"max_lost_fraction must be in [0, 1], got {max_lost_fraction}")
         self.path = str(path)
         self._num_threads = num_threads
+        self._strict = on_damage == "fail"
         self._reformatter = None
         if not os.path.exists(self.path):
             raise VideoDecodeError(f"cannot open {self.path}: no such file")
@@ -196,24 +180,25 @@ class VideoReader:
             self._is_avi = "avi" in (container.format.name or "").split(",")
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             self._rate = float(rate) if rate else float("nan")
-            table = None if index == "decode" else frame_table.container_table(container, stream)
+            table = None
+            if index == "auto":
+                table = frame_table.container_table(container, stream, by_pts=not self._is_avi)
         if table is None:
             table = self._decode_table()
         self._table = table
-        if table.first_error is not None and not allow_partial:
-            position, reason = table.first_error
-            raise VideoDecodeError(self._error_text(position, reason), decodable_frames=position)
         self._num_frames = len(table)
         if self._num_frames < 1:
             reason = table.first_error[1] if table.first_error else "the decoder output nothing"
             raise VideoDecodeError(
                 f"cannot open {self.path} as a video: no frame decodes ({reason})"
             )
+        if table.first_error is not None and self._strict:
+            position, reason = table.first_error
+            raise VideoDecodeError(self._error_text(position, reason), decodable_frames=position)
         first, self.rotation = self._first_frame()
-        self._timestamps, timestamps_source, self._fps = self._times()
+        self._timestamps, timestamps_source, self._fps, lost_times = self._times()
         self._resized = width > 0 or height > 0
         out_height, out_width = _output_size(first.shape[0], first.shape[1], width, height)
-        partial = len(table) < table.frames_in_file
         self.info = VideoInfo(
             path=self.path,
             num_frames=self._num_frames,
@@ -223,9 +208,19 @@ class VideoReader:
             height=out_height,
             timestamps_source=timestamps_source,
             rotation=self.rotation,
-            partial=partial,
-            frames_in_file=table.frames_in_file if partial else None,
+            lost_frames=table.lost,
+            frames_in_file=table.frames_in_file if table.lost else None,
+            lost_first_s=float(lost_times[0]) if len(lost_times) else None,
+            lost_last_s=float(lost_times[-1]) if len(lost_times) else None,
+            damage=table.first_error[1] if table.lost and table.first_error else None,
         )
+        if table.lost > max_lost_fraction * table.frames_in_file:
+            raise VideoDecodeError(
+                f"{self.path} is mostly damaged: {table.lost} of {table.frames_in_file} frames "
+                f"lost ({table.lost / table.frames_in_file:.0%}; the limit, max_lost_fraction, "
+                f"is {max_lost_fraction:.0%}), {damage_text(self.info)}",
+                decodable_frames=table.first_error[0] if table.first_error else None,
+            )
 
     # ----------------------------------------------------------------------------- opening
     @contextlib.contextmanager
@@ -258,50 +253,62 @@ class VideoReader:
     def _decode_table(self) -> FrameTable:
         """Step 1b: decode every frame once (no conversion) and record what comes out."""
         with self._open() as (container, stream):
-            return frame_table.decoded_table(container, stream, self.path)
+            return frame_table.decoded_table(container, stream, self.path, not self._is_avi)
 
     def _first_frame(self) -> tuple[np.ndarray, int]:
-        """The first frame (upright RGB) and the stored rotation: proves the file decodes."""
+        """The first clean frame (upright RGB) and the stored rotation."""
         with self._open() as (container, stream):
-            try:
-                frame = next(frame_table.decode_checked(container, stream), None)
-            except DecodeFailure as failure:
+            losses = frame_table.Losses()
+            frame = next((f for _, f in frame_table.clean_frames(container, stream, losses)), None)
+            if frame is None:
+                reason = losses.reasons[0] if len(losses) else "the decoder output nothing"
                 raise VideoDecodeError(
-                    f"cannot open {self.path} as a video: the first frame does not decode "
-                    f"({failure.reason})",
+                    f"cannot open {self.path} as a video: no frame decodes ({reason})",
                     decodable_frames=0,
-                ) from failure
-            if frame is None or frame.is_corrupt:
-                raise VideoDecodeError(
-                    f"cannot open {self.path} as a video: "
-                    + ("no frame decodes" if frame is None else f"the first frame: {CORRUPT_FRAME}")
                 )
             rotation = _rotation(frame)
             return _upright(self._rgb(frame), rotation), rotation
 
-    def _times(self) -> tuple[np.ndarray, str, float]:
-        """Frame start times (s, from the first frame), where they come from, and the fps."""
+    def _times(self) -> tuple[np.ndarray, str, float, np.ndarray]:
+        """Frame start times (s, from the first frame or lost frame), where they come from,
+        the fps, and the start times of the lost frames."""
+        table = self._table
         count = self._num_frames
-        pts = self._table.pts
-        seconds = None
-        if pts is not None and not self._is_avi and self._time_base:
-            seconds = (pts[:count] - pts[0]).astype(np.float64) * float(self._time_base)
+        seconds = lost = None
+        if table.pts is not None and not self._is_avi and self._time_base:
+            origin = int(table.pts[0])
+            if len(table.lost_pts):
+                origin = min(origin, int(table.lost_pts[0]))
+            tick = float(self._time_base)
+            seconds = (table.pts - origin).astype(np.float64) * tick
+            lost = (table.lost_pts - origin).astype(np.float64) * tick
         rate = self._rate
         if seconds is not None and count > 1:
-            span = float(seconds[-1])
+            span = float(seconds[-1] - seconds[0])
             plausible = math.isfinite(rate) and rate > 0
             if not (span > 0 and (not plausible or span <= ABSURD_SPAN_FACTOR * count / rate)):
                 seconds = None
         if seconds is not None:
             if not (math.isfinite(rate) and 0 < rate < 10_000):
-                rate = (count - 1) / float(seconds[-1]) if count > 1 else 25.0
-            return seconds, TIMESTAMPS_CONTAINER, rate
+                span = float(seconds[-1] - seconds[0])
+                rate = (count - 1) / span if count > 1 else 25.0
+            return seconds, TIMESTAMPS_CONTAINER, rate, lost
         if not (math.isfinite(rate) and 0 < rate < 10_000):
             raise VideoDecodeError(
                 f"{self.path}: no usable frame rate (the stream says {self._rate}) and no usable "
                 f"frame timestamps ({count} frames); re-mux the file with a frame rate"
             )
-        return np.arange(count, dtype=np.float64) / rate, TIMESTAMPS_DERIVED, rate
+        slots = table.slots if table.slots is not None else np.arange(count)
+        lost_slots = table.lost_slots
+        if table.pts is not None and table.lost:  # known by pts, but the times are unusable
+            lost_slots = np.searchsorted(table.pts, table.lost_pts) + np.arange(table.lost)
+            slots = np.arange(count) + np.searchsorted(table.lost_pts, table.pts)
+        return (
+            np.asarray(slots, np.float64) / rate,
+            TIMESTAMPS_DERIVED,
+            rate,
+            np.asarray(lost_slots, np.float64) / rate,
+        )
 
     # ----------------------------------------------------------------------------- metadata
     @property
@@ -312,8 +319,8 @@ class VideoReader:
     def frame_timestamps(self) -> np.ndarray:
         """Start time of every frame in seconds from the first frame, float64 (num_frames,).
 
-        The frames' presentation times, or ``index / fps`` where those are not usable (see
-        :attr:`VideoInfo.timestamps_source`).
+        The frames' presentation times, or ``slot / fps`` where those are not usable (see
+        :attr:`VideoInfo.timestamps_source`); lost frames leave a gap.
         """
         return self._timestamps.copy()
 
@@ -340,12 +347,12 @@ class VideoReader:
             (n, H, W, 3) upright RGB frames, n <= chunk_size.
 
         Raises:
-            VideoDecodeError: a decode error (the message names the path, frame count, fps,
-                the first bad frame and the indices asked for); it can come after chunks were
-                yielded (the sequential path checks the whole file), so keep a video's chunks
-                until the iteration ends.
-            FrameTableMismatch: the decoder's output disagrees with the container's table;
-                reopen with ``index="decode"`` (see :func:`read_frames`).
+            VideoDecodeError: a decode error with ``on_damage="fail"`` (the message names the
+                path, frame count, fps, the first bad frame and the indices asked for); it can
+                come after chunks were yielded, so keep a video's chunks until the iteration
+                ends.
+            FrameTableMismatch: the decoder's output disagrees with the container's table, or
+                shows damage; reopen with ``index="decode"`` (see :func:`read_frames`).
         """
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -359,12 +366,14 @@ class VideoReader:
     def seek_for(self, frame_indices: np.ndarray) -> bool:
         """True when :meth:`iter_frames` seeks for these sorted indices instead of decoding all.
 
-        Seeking needs pts to recognise frames and keyframes between the wanted frames, and is
-        chosen when it decodes at most :data:`SEEK_MAX_COST_SHARE` of the frames the
+        Seeking needs frames known by pts (never AVI) and keyframes between the wanted frames,
+        and is chosen when it decodes at most :data:`SEEK_MAX_COST_SHARE` of the frames the
         sequential path decodes (up to the last wanted frame).
         """
         table = self._table
-        if table.pts is None or len(table.keyframes) < 2 or len(frame_indices) == 0:
+        if table.pts is None or self._is_avi or len(table.keyframes) < 2:
+            return False
+        if len(frame_indices) == 0:
             return False
         wanted = np.unique(frame_indices)
         return seek_cost(table.keyframes, wanted) <= SEEK_MAX_COST_SHARE * (wanted[-1] + 1)
@@ -417,46 +426,77 @@ class VideoReader:
             )
         return image
 
+    def _clean(self, container, stream) -> Iterator[tuple[int, object]]:
+        """:func:`frame_table.clean_frames`, for a reader: damage the table knows is skipped;
+        damage it does not know fails the video (``on_damage="fail"``) or calls for a decode
+        pass (:class:`FrameTableMismatch`)."""
+        losses = frame_table.Losses() if self._table.decoded else None
+        try:
+            yield from frame_table.clean_frames(container, stream, losses)
+        except DecodeFailure as failure:
+            raise _Damage(failure.reason) from failure
+
+    def _position(self, frame, output: int) -> int:
+        """The table position of a clean frame (by pts, or its output position), or -1 for a
+        frame the table lists as lost; raises :class:`FrameTableMismatch` for one it lacks."""
+        pts = self._table.pts
+        if pts is None:
+            return output
+        found = int(np.searchsorted(pts, frame.pts)) if frame.pts is not None else len(pts)
+        if found < len(pts) and pts[found] == frame.pts:
+            return found
+        lost = self._table.lost_pts
+        if frame.pts is not None and frame.pts in set(lost.tolist()):
+            return -1
+        raise self._mismatch(found, f"a frame with pts {frame.pts}, which the table lacks")
+
     def _sequential_frames(self, wanted: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-        """(index, frame) of each unique wanted index: decoded from the start and checked."""
-        table = self._table
-        pts = table.pts
-        limit = self._num_frames  # frames to deliver (the prefix when partial)
-        partial = limit < table.frames_in_file
+        """(index, frame) of each unique wanted index: decoded from the start and checked.
+
+        Frames may come out of the decoder in any order (known by pts); a wanted frame is
+        handed out once every frame before it has come out.
+        """
+        limit = self._num_frames
+        seen = np.zeros(limit, bool)
+        low = 0  # every frame before this one has come out
+        pending: dict[int, np.ndarray] = {}
         next_wanted = 0
-        good = 0  # frames output and checked so far
+        wanted_set = set(wanted.tolist())
         with self._open() as (container, stream):
             try:
-                for position, frame in enumerate(frame_table.decode_checked(container, stream)):
-                    if position >= limit:
-                        if partial:
-                            return  # the prefix is delivered; what follows it is damaged
+                for output, (_, frame) in enumerate(self._clean(container, stream)):
+                    position = self._position(frame, output)
+                    if position < 0:
+                        continue
+                    if position >= limit or seen[position]:
                         raise self._mismatch(position, f"an extra frame (pts {frame.pts})")
-                    if frame.is_corrupt:
-                        raise DecodeFailure(CORRUPT_FRAME)
-                    if pts is not None and frame.pts != pts[position]:
-                        self._raise_gap(position, frame.pts)
-                    good = position + 1
-                    if next_wanted < len(wanted) and wanted[next_wanted] == position:
-                        yield position, self._convert(frame)
+                    seen[position] = True
+                    if position in wanted_set:
+                        pending[position] = self._convert(frame)
+                    while low < limit and seen[low]:
+                        low += 1
+                    while next_wanted < len(wanted) and wanted[next_wanted] < low:
+                        index = int(wanted[next_wanted])
+                        yield index, pending.pop(index)
                         next_wanted += 1
-                        if next_wanted == len(wanted) and good < limit:
-                            return  # the frames after the last one wanted need not decode
-            except DecodeFailure as failure:
-                if partial and good >= limit:
-                    return
-                raise VideoDecodeError(
-                    self._error_text(good, failure.reason, wanted), decodable_frames=good
-                ) from failure
-        if good < limit:
-            reason = f"the decoder output {good} frames, the file has {limit}"
-            raise VideoDecodeError(self._error_text(good, reason, wanted), decodable_frames=good)
+                    if next_wanted == len(wanted) and low < limit:
+                        return  # the frames after the last one wanted need not decode
+                    if position > low + REORDER_LIMIT:
+                        self._raise_gap(low, wanted)
+            except _Damage as damage:
+                if self._strict:
+                    raise VideoDecodeError(
+                        self._error_text(low, damage.reason, wanted), decodable_frames=low
+                    ) from damage
+                raise self._mismatch(low, f"damage ({damage.reason})") from damage
+        if low < limit:
+            self._raise_gap(low, wanted)
 
     def _seek_frames(self, wanted: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         """(index, frame) of each wanted index, seeking to the keyframe before each.
 
         Frames are recognised by pts. Anything unexpected (a seek that lands elsewhere, a pts
-        not in the table, an error) raises :class:`_SeekSurprise`, and the caller decodes the
+        not in the table, damage) raises :class:`_SeekSurprise`, and the caller decodes the
         remaining frames sequentially, where every frame is checked.
         """
         table = self._table
@@ -464,55 +504,63 @@ class VideoReader:
         pts = table.pts
         with self._open() as (container, stream):
             frames = None
-            position = -1  # table position of the last frame decoded
+            seen: set[int] = set()
+            low = 0
+            pending: dict[int, np.ndarray] = {}
+            wanted_set = set(wanted.tolist())
             for target in wanted.tolist():
                 keyframe = int(
                     table.keyframes[np.searchsorted(table.keyframes, target, "right") - 1]
                 )
-                if frames is None or keyframe > position + 1 or target <= position:
+                if target in pending:
+                    yield target, pending.pop(target)
+                    continue
+                if frames is None or keyframe > low or target < low:
                     try:
                         container.seek(int(pts[keyframe]), stream=stream, backward=True)
                     except Exception as err:
                         raise _SeekSurprise(first_line(err)) from err
-                    frames = frame_table.decode_checked(container, stream)
-                    position = keyframe - 1
+                    frames = self._clean(container, stream)
+                    seen, low, pending = set(), keyframe, {}
                 try:
-                    for frame in frames:
-                        found = np.searchsorted(pts, frame.pts) if frame.pts is not None else -1
-                        if found < 0 or found >= len(pts) or pts[found] != frame.pts:
-                            raise _SeekSurprise(f"a frame with pts {frame.pts} not in the table")
-                        if found <= position:
-                            continue  # before the keyframe (leading frames of an open GOP)
-                        if found != position + 1 or frame.is_corrupt:
-                            raise _SeekSurprise(f"frame {found} after frame {position}")
-                        position = int(found)
-                        if found == target:
-                            yield target, self._convert(frame)
+                    for _, frame in frames:
+                        try:
+                            position = self._position(frame, -1)
+                        except FrameTableMismatch as err:
+                            raise _SeekSurprise(str(err)) from err
+                        if position < low:
+                            continue  # lost, or before the keyframe (an open GOP's leading frames)
+                        if not seen and position != low:
+                            raise _SeekSurprise(f"the seek landed on frame {position}, not {low}")
+                        seen.add(position)
+                        if position in wanted_set:
+                            pending[position] = self._convert(frame)
+                        while low in seen:
+                            low += 1
+                        if target < low:
+                            yield target, pending.pop(target)
                             break
+                        if position > target + REORDER_LIMIT:
+                            raise _SeekSurprise(f"frame {target} did not come out")
                     else:
                         raise _SeekSurprise(f"the decoder ended before frame {target}")
-                except DecodeFailure as failure:
-                    raise _SeekSurprise(failure.reason) from failure
+                except _Damage as damage:
+                    raise _SeekSurprise(damage.reason) from damage
 
-    def _raise_gap(self, position: int, got_pts: int | None) -> None:
-        """The decoder skipped frame ``position`` (a pts gap): a decode error, or a bad table."""
-        pts = self._table.pts
-        assert pts is not None
-        if (
-            got_pts is not None
-            and pts[position] < got_pts
-            and got_pts in set(pts[position : position + 64].tolist())
-        ):
+    def _raise_gap(self, position: int, wanted: np.ndarray) -> None:
+        """The decoder never output frame ``position``: damage the table did not know."""
+        reason = "the decoder skipped this frame (a damaged packet)"
+        if self._strict:
             raise VideoDecodeError(
-                self._error_text(position, "the decoder skipped this frame (a damaged packet)"),
-                decodable_frames=position,
+                self._error_text(position, reason, wanted), decodable_frames=position
             )
-        raise self._mismatch(position, f"pts {got_pts} where the container says {pts[position]}")
+        raise self._mismatch(position, reason)
 
     def _mismatch(self, position: int, what: str) -> FrameTableMismatch:
         return FrameTableMismatch(
             f"{self.path}: the decoder's output disagrees with the container's frame table at "
-            f"frame {position}: {what}; reopen with index='decode'"
+            f"frame {position}: {what}; reopen with index='decode'",
+            decodable_frames=position,
         )
 
     def _error_text(self, position: int, reason: str, wanted: np.ndarray | None = None) -> str:
@@ -522,7 +570,8 @@ class VideoReader:
         return (
             f"cannot decode {self.path} exactly ({count} frames at {rate:.3f} fps): frame "
             f"{position} (about {position / rate if rate > 0 else float('nan'):.2f} s) failed: "
-            f"{reason}{asked}. Frames 0-{position - 1} decode; `allow_partial` keeps them"
+            f"{reason}{asked}. Frames 0-{position - 1} decode; on_damage='keep' (the default) "
+            "keeps every clean frame and records what was lost"
             if position > 0
             else f"cannot decode {self.path} ({count} frames at {rate:.3f} fps): frame 0 "
             f"failed: {reason}{asked}"
@@ -535,6 +584,14 @@ class VideoReader:
 # ------------------------------------------------------------------------- decoding helpers
 class _SeekSurprise(Exception):
     """The seek path met something it did not expect; the sequential path takes over."""
+
+
+class _Damage(Exception):
+    """The decoder lost a frame the table did not know was lost."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _chunked(
@@ -594,34 +651,25 @@ def _output_size(height: int, width: int, out_width: int, out_height: int) -> tu
     return height, width
 
 
-def short_indices(indices: np.ndarray | None) -> str:
-    """Frame indices for a message: all of up to 8, else the first 4 and the last 2."""
-    values = [] if indices is None else np.asarray(indices).tolist()
-    if len(values) <= 8:
-        return str(values)
-    return f"[{', '.join(map(str, values[:4]))}, ..., {', '.join(map(str, values[-2:]))}]"
-
-
 def read_frames(
     path: str | Path,
     choose: Callable[[VideoInfo, np.ndarray], np.ndarray],
     chunk_size: int = 32,
-    allow_partial: bool = False,
     **reader_options,
 ) -> tuple[VideoInfo, np.ndarray, np.ndarray, torch.Tensor]:
     """Open a video, choose frames from its info and timestamps, decode them (all in memory).
 
-    A :class:`FrameTableMismatch` reopens the video with ``index="decode"`` once, so callers
-    never see it; use this for a few frames of a video (prediction, overlays), and
-    :class:`video_eleatt.video.pool.DecodePool` for many.
+    A :class:`FrameTableMismatch` (a wrong container table, or damage) reopens the video with
+    ``index="decode"`` once, so callers never see it; use this for a few frames of a video
+    (prediction, overlays), and :class:`video_eleatt.video.pool.DecodePool` for many.
 
     Args:
         path: the video file.
         choose: ``(info, timestamps) -> frame indices`` (e.g. a sampling config's
             ``sample_frame_indices``); indices are clamped and sorted.
         chunk_size: frames per decoded chunk.
-        allow_partial: keep the decodable prefix of a damaged file.
-        **reader_options: ``width``, ``height``, ``num_threads`` of :class:`VideoReader`.
+        **reader_options: ``width``, ``height``, ``num_threads``, ``on_damage``,
+            ``max_lost_fraction`` of :class:`VideoReader`.
 
     Returns:
         ``(info, frame_indices, timestamps, frames)``: int64 (K,) sorted indices, float64
@@ -632,7 +680,7 @@ def read_frames(
     """
     index = "auto"
     while True:
-        reader = VideoReader(path, allow_partial=allow_partial, index=index, **reader_options)
+        reader = VideoReader(path, index=index, **reader_options)
         timestamps = reader.frame_timestamps()
         frame_indices = np.sort(reader.clamp(choose(reader.info, timestamps)))
         try:
@@ -642,11 +690,6 @@ def read_frames(
                 raise
             index = "decode"
             continue
-        except VideoDecodeError as err:
-            if allow_partial and index == "auto" and err.decodable_frames is not None:
-                index = "decode"  # the decode pass finds the decodable prefix
-                continue
-            raise
         info = reader.info
         shape = (0, info.height, info.width, 3)
         frames = torch.cat(chunks) if chunks else torch.empty(shape, dtype=torch.uint8)

@@ -1,79 +1,213 @@
-"""The frame table of a video: its frames in output order, their pts, and the seek points.
+"""The frame table of a video: its frames in presentation order, how they are known, the seek
+points, and what was lost.
 
-:class:`~video_eleatt.video.decode.VideoReader` identifies every frame by its presentation
-time (pts), checked against this table (steps 1 and 1b of :mod:`video_eleatt.video.decode`):
+:class:`~video_eleatt.video.decode.VideoReader` checks every frame it returns against this
+table (steps 1 and 1b of :mod:`video_eleatt.video.decode`). A frame is known one of two ways:
 
-- :func:`container_table` reads it from the container's packets (demux only, no decoding):
-  the packets' pts, sorted, are the frames in output order, and the keyframes are the seek
-  points. It gives up (None) on a packet without a pts, a corrupt packet or a duplicate pts.
-- :func:`decoded_table` decodes every frame once without converting it and records what the
-  decoder really outputs, including where the first decode error (or a frame the decoder
-  dropped without an error) ends the exact prefix.
+- **by pts** (containers with presentation times: MP4, MOV, MKV, WebM): the table holds the
+  sorted pts of the frames, and a decoded frame is the frame whose pts it carries, whatever
+  order the decoder outputs it in (an H.264 stream that does not signal its reorder delay comes
+  out in decode order);
+- **by output order** (AVI, which stores no presentation times, and files whose decoded pts
+  are missing or repeated): frame ``i`` is the ``i``-th clean frame the decoder outputs. The
+  pts FFmpeg attaches to AVI frames are guesses from a frame counter; with packed B-frames
+  (DivX/Xvid "packed bitstream", as in UCF101 and HMDB51) they come out as 1, 2, 4, 3, 5, 7,
+  6, ... on frames that are in the right order, so they are never used to identify a frame.
 
-:func:`decode_checked` is the one place frames come out of the decoder, for the table and the
-reader alike: a decoder exception becomes a :class:`DecodeFailure` with a one-line reason.
+:func:`container_table` reads the table from the container's packets (demux only); it gives
+up (None) on a packet without a pts, a corrupt packet or a duplicate pts.
+:func:`decoded_table` decodes every frame once without converting it and records what the
+decoder really outputs, and what it lost.
+
+**Damage** (:func:`clean_frames`, the one place frames come out of the decoder): a packet the
+decoder rejects, or a frame it flags corrupt, loses that frame, and every frame after it up to
+the next keyframe, which the decoder made from a broken reference (they look plausible and are
+wrong: see ``tests/video_factory.py``'s damaged kinds). Decoding goes on from the next keyframe.
+Lost frames are never replaced by others: the table lists the clean frames, and the lost ones
+separately (:class:`Losses`), so that their times show as a gap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 CORRUPT_FRAME = "the decoder flagged the frame corrupt (concealed errors)"
+BROKEN_REFERENCE = "decoded from a damaged reference (before the next keyframe)"
+SILENT_DROP = "the decoder output no frame for this packet and raised no error"
+
+
+class DecodeFailure(Exception):
+    """The decoder raised, or flagged a frame corrupt; ``reason`` says which.
+
+    Attributes:
+        reason: one line.
+        pts: the pts of the packet or frame lost, where known.
+        reference: False when the lost packet is known to be no other frame's reference (an
+            H.264 slice with ``nal_ref_idc`` 0, an MPEG-4 B-VOP): the frames after it are
+            clean. True (the safe default) when it is, or cannot be told.
+    """
+
+    def __init__(self, reason: str, pts: int | None = None, reference: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.pts = pts
+        self.reference = reference
+
+
+@dataclass
+class Losses:
+    """Frames a decode lost, in the order met.
+
+    Attributes:
+        slots: output slot of each lost frame (clean frames and lost ones counted together):
+            where it sits in a file known by output order.
+        pts: the lost frame's pts where the decoder or the packet gave one, else None.
+        reasons: why each was lost (:data:`CORRUPT_FRAME`, :data:`BROKEN_REFERENCE`, or the
+            decoder's error).
+    """
+
+    slots: list[int] = field(default_factory=list)
+    pts: list[int | None] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def add(self, slot: int, pts: int | None, reason: str) -> None:
+        self.slots.append(slot)
+        self.pts.append(pts)
+        self.reasons.append(reason)
+
+    def __len__(self) -> int:
+        return len(self.slots)
 
 
 @dataclass(frozen=True)
 class FrameTable:
-    """The frames of a video in output order.
+    """The clean frames of a video in presentation order, and the lost ones.
 
     Attributes:
-        pts: int64 (N,) presentation times in the stream's time base, strictly increasing, or
-            None when the decoder gives no usable times (then frames are known by position).
+        pts: int64 (N,) presentation times of the frames in the stream's time base, strictly
+            increasing, when frames are known by pts; None when they are known by output order.
         keyframes: int64 sorted positions that a seek can start decoding from (always has 0).
-        frames_in_file: frames the file holds (packets, or decoder outputs until an error).
-        first_error: position and reason of the first decode error, if the decode pass hit one.
+        frames_in_file: frames the file holds: clean and lost ones.
+        decoded: True when a decode pass made the table (it knows the losses); False when it
+            comes from the container's packets (it assumes none).
+        slots: int64 (N,) output slot of each frame, known by output order after a loss
+            (frame times are ``slot / rate``); None when the slots are ``0 .. N-1``.
+        lost_pts: int64 sorted pts of the lost frames (known by pts), else empty.
+        lost_slots: int64 sorted slots of the lost frames (known by output order), else empty.
+        first_error: (position of the first lost frame among the frames, its reason), or None.
     """
 
     pts: np.ndarray | None
     keyframes: np.ndarray
     frames_in_file: int
+    decoded: bool = False
+    slots: np.ndarray | None = None
+    lost_pts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    lost_slots: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     first_error: tuple[int, str] | None = None
+    frames: int = -1  # clean frames (set by the constructors)
 
     def __len__(self) -> int:
-        return self.frames_in_file if self.first_error is None else self.first_error[0]
+        return self.frames if self.frames >= 0 else self.frames_in_file
+
+    @property
+    def lost(self) -> int:
+        """Frames lost to damage."""
+        return self.frames_in_file - len(self)
 
 
-class DecodeFailure(Exception):
-    """The decoder raised, or flagged a frame corrupt; ``reason`` says which."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def decode_checked(container, stream) -> Iterator:
-    """``container.decode(stream)``, raising :class:`DecodeFailure` where the decoder raises."""
-    frames = container.decode(stream)
-    while True:
+def decoder_output(container, stream) -> Iterator:
+    """Every frame the decoder outputs, packet by packet, and a :class:`DecodeFailure` in the
+    stream where it rejects a packet (yielded, not raised: decoding goes on after it)."""
+    codec = stream.codec_context.name
+    extradata = stream.codec_context.extradata
+    for packet in container.demux(stream):  # ends with an empty packet: flushes the decoder
         try:
-            frame = next(frames)
-        except StopIteration:
-            return
+            frames = packet.decode()
         except Exception as err:  # av.error.InvalidDataError and friends
-            raise DecodeFailure(first_line(err)) from err
-        yield frame
+            reference = is_reference(bytes(packet), codec, extradata)
+            yield DecodeFailure(first_line(err), packet.pts, reference)
+            continue
+        yield from frames
 
 
-def container_table(container, stream) -> FrameTable | None:
-    """Step 1: the frame table from the packets' pts (no decoding), or None if unusable."""
+_MPEG4_VOP = b"\x00\x00\x01\xb6"
+
+
+def is_reference(data: bytes, codec: str, extradata: bytes | None = None) -> bool:
+    """Whether a packet may be another frame's reference (True unless shown otherwise).
+
+    Told for H.264 (every slice NAL unit has ``nal_ref_idc`` 0: a non-reference frame, in
+    length-prefixed ``avcC`` or Annex B framing) and MPEG-4 Part 2 (only B-VOPs, never
+    references); any other codec, or a packet too damaged to parse, counts as a reference.
+    """
+    if codec == "mpeg4":
+        types, position = set(), data.find(_MPEG4_VOP)
+        while 0 <= position < len(data) - 4:
+            types.add(data[position + 4] >> 6)
+            position = data.find(_MPEG4_VOP, position + 4)
+        return types != {2}
+    if codec != "h264":
+        return True
+    headers = []
+    if extradata and extradata[0] == 1 and len(extradata) > 4:  # avcC: length-prefixed
+        size, offset = (extradata[4] & 3) + 1, 0
+        while offset + size < len(data):
+            length = int.from_bytes(data[offset : offset + size], "big")
+            headers.append(data[offset + size])
+            offset += size + length
+    else:  # Annex B start codes
+        position = data.find(b"\x00\x00\x01")
+        while 0 <= position < len(data) - 3:
+            headers.append(data[position + 3])
+            position = data.find(b"\x00\x00\x01", position + 3)
+    slices = [header for header in headers if header & 0x1F in (1, 5)]
+    return not slices or any(header & 0x60 for header in slices)
+
+
+def clean_frames(container, stream, losses: Losses | None = None) -> Iterator[tuple[int, object]]:
+    """``(slot, frame)`` of every clean frame the decoder outputs, in output order.
+
+    Damage (see the module docstring) is recorded in ``losses`` and decoding goes on; without
+    ``losses`` the first damage raises :class:`DecodeFailure` (callers that cannot place a
+    loss). Slots count clean and lost frames together.
+    """
+    slot = 0
+    broken = False  # a reference is damaged until the next keyframe
+    for item in decoder_output(container, stream):
+        if isinstance(item, DecodeFailure):
+            reason, pts = item.reason, item.pts
+        elif item.is_corrupt:
+            reason, pts = CORRUPT_FRAME, item.pts
+        elif broken and not item.key_frame:
+            reason, pts = BROKEN_REFERENCE, item.pts
+        else:
+            broken = False
+            yield slot, item
+            slot += 1
+            continue
+        broken = broken or not isinstance(item, DecodeFailure) or item.reference
+        if losses is None:
+            raise DecodeFailure(reason, pts)
+        losses.add(slot, pts, reason)
+        slot += 1
+
+
+def container_table(container, stream, by_pts: bool = True) -> FrameTable | None:
+    """Step 1: the frame table from the packets (no decoding), or None if unusable.
+
+    With ``by_pts`` False (AVI) only the packet count is read: the frames are known by
+    output order, with no seek points but the first frame.
+    """
     pts, keyframe_pts = [], []
     try:
         for packet in container.demux(stream):
             if packet.size == 0 or packet.is_discard:
                 continue  # the flush packet demux ends with; frames an edit list cuts off
-            if packet.pts is None or packet.is_corrupt:
+            if packet.is_corrupt or (by_pts and packet.pts is None):
                 return None
             pts.append(packet.pts)
             if packet.is_keyframe:
@@ -82,48 +216,85 @@ def container_table(container, stream) -> FrameTable | None:
         return None
     if not pts:
         return None
+    if not by_pts:
+        return FrameTable(None, np.zeros(1, np.int64), len(pts), frames=len(pts))
     ordered = np.sort(np.asarray(pts, np.int64))
     if not strictly_increasing(ordered):
         return None
     keyframes = np.searchsorted(ordered, np.asarray(keyframe_pts, np.int64))
     keyframes = np.unique(np.concatenate([[0], keyframes])).astype(np.int64)
-    return FrameTable(pts=ordered, keyframes=keyframes, frames_in_file=len(ordered))
-
-
-def decoded_table(container, stream, path: str) -> FrameTable:
-    """Step 1b: decode every frame of an open video once (no conversion) and record what
-    comes out; ``path`` is the same file, whose packets are counted to find dropped frames."""
-    pts: list[int | None] = []
-    keyframes = [0]
-    first_error = None
-    try:
-        for position, frame in enumerate(decode_checked(container, stream)):
-            if frame.is_corrupt:
-                raise DecodeFailure(CORRUPT_FRAME)
-            pts.append(frame.pts)
-            if frame.key_frame and position:
-                keyframes.append(position)
-    except DecodeFailure as failure:
-        first_error = (len(pts), failure.reason)
-    packets = packet_pts(path)
-    usable = all(value is not None for value in pts) and strictly_increasing(pts)
-    frames_in_file = max(len(packets), len(pts))
-    if first_error is None and len(packets) > len(pts) > 0:
-        # the decoder output fewer frames than the file has packets and raised nothing: it
-        # dropped a frame. The frames after the first missing pts are trusted no further.
-        shown = set(pts)
-        missing = sorted(p for p in packets if p is not None and p not in shown)
-        position = int(np.searchsorted(pts, missing[0])) if usable and missing else len(pts)
-        first_error = (
-            position,
-            f"the decoder output {len(pts)} frames for {len(packets)} packets and "
-            "dropped one here without an error",
-        )
     return FrameTable(
-        pts=np.asarray(pts, np.int64) if usable and pts else None,
-        keyframes=np.asarray(keyframes, np.int64),
+        pts=ordered, keyframes=keyframes, frames_in_file=len(ordered), frames=len(ordered)
+    )
+
+
+def decoded_table(container, stream, path: str, by_pts: bool = True) -> FrameTable:
+    """Step 1b: decode every frame of an open video once (no conversion) and record the clean
+    frames and the lost ones; ``path`` is the same file, whose packets are counted to find
+    frames the decoder dropped without an error (known by pts only).
+
+    Frames are known by pts when ``by_pts`` and every clean frame has a pts of its own;
+    otherwise by output order.
+    """
+    losses = Losses()
+    pts: list[int | None] = []
+    slots: list[int] = []
+    keys: list[bool] = []
+    for slot, frame in clean_frames(container, stream, losses):
+        pts.append(frame.pts)
+        slots.append(slot)
+        keys.append(bool(frame.key_frame))
+    known_pts = [value for value in pts if value is not None]
+    if by_pts and pts and len(known_pts) == len(pts) and len(set(known_pts)) == len(pts):
+        return _table_by_pts(np.asarray(pts, np.int64), np.asarray(keys), losses, path)
+    return _table_by_order(np.asarray(slots, np.int64), np.asarray(keys, bool), losses)
+
+
+def _table_by_pts(pts: np.ndarray, keys: np.ndarray, losses: Losses, path: str) -> FrameTable:
+    order = np.argsort(pts, kind="stable")
+    ordered = pts[order]
+    clean = set(ordered.tolist())
+    shown = [value for value in packet_pts(path) if value is not None]
+    lost = {value for value in losses.pts if value is not None} | set(shown)
+    lost_pts = np.asarray(sorted(lost - clean), np.int64)
+    reasons = {value: reason for value, reason in zip(losses.pts, losses.reasons)}
+    # losses without a pts (a rejected packet that had none) are counted, not placed
+    frames_in_file = len(ordered) + max(len(lost_pts), len(losses))
+    first_error = None
+    if len(lost_pts):
+        first = int(lost_pts[0])
+        first_error = (int(np.searchsorted(ordered, first)), reasons.get(first, SILENT_DROP))
+    elif len(losses):
+        first_error = (len(ordered), losses.reasons[0])
+    keyframes = np.flatnonzero(keys[order]).astype(np.int64)
+    keyframes = np.unique(np.concatenate([[0], keyframes])).astype(np.int64)
+    return FrameTable(
+        pts=ordered,
+        keyframes=keyframes,
         frames_in_file=frames_in_file,
+        decoded=True,
+        lost_pts=lost_pts,
         first_error=first_error,
+        frames=len(ordered),
+    )
+
+
+def _table_by_order(slots: np.ndarray, keys: np.ndarray, losses: Losses) -> FrameTable:
+    lost_slots = np.asarray(sorted(losses.slots), np.int64)
+    first_error = None
+    if len(lost_slots):
+        first = int(np.argmin(losses.slots))
+        first_error = (int(np.searchsorted(slots, lost_slots[0])), losses.reasons[first])
+    keyframes = np.unique(np.concatenate([[0], np.flatnonzero(keys)])).astype(np.int64)
+    return FrameTable(
+        pts=None,
+        keyframes=keyframes,
+        frames_in_file=len(slots) + len(lost_slots),
+        decoded=True,
+        slots=slots if len(lost_slots) else None,
+        lost_slots=lost_slots,
+        first_error=first_error,
+        frames=len(slots),
     )
 
 

@@ -32,8 +32,9 @@ Events, per video, in this order::
     VideoFailed(key, reason)                # (also as the only event of a video)
 
 A second ``VideoStarted`` for a video replaces the first: the worker found the container's frame
-table wrong (or, with ``allow_partial``, a decode error) after some chunks were sent, and decodes
-the video again from a table the decoder itself produced. Consumers drop the chunks they got
+table wrong, or met damage it did not know, after some chunks were sent, and decodes the
+video again from a table the decoder itself produced (which lists the clean frames and the
+lost ones). Consumers drop the chunks they got
 before it.
 
 Several videos are in flight at once, so events of different videos interleave; within one
@@ -65,6 +66,7 @@ import numpy as np
 import torch
 
 from video_eleatt.video.decode import (
+    MAX_LOST_FRACTION,
     FrameTableMismatch,
     VideoDecodeError,
     VideoInfo,
@@ -239,7 +241,7 @@ def _worker_main(
     chunk_size: int,
     decode_size: tuple[int, int] | None,
     num_threads: int,
-    allow_partial: bool,
+    damage: dict,
     kernel_parent_signal: bool,
 ) -> None:
     """Worker process: decode the videos the parent sends, one at a time, until None."""
@@ -270,17 +272,14 @@ def _worker_main(
                     width=width,
                     height=height,
                     num_threads=num_threads,
-                    allow_partial=allow_partial,
                     index=index,
+                    **damage,
                 )
                 try:
                     _decode_one(conn, reader, task, transform, chunk_size)
                     break
                 except FrameTableMismatch:
                     if index == "decode":
-                        raise
-                except VideoDecodeError as err:
-                    if not (allow_partial and index == "auto" and err.decodable_frames):
                         raise
                 # again from a decode pass (the frames the decoder really outputs); the new
                 # VideoStarted tells the consumer to drop this video's chunks so far
@@ -347,8 +346,9 @@ class DecodePool:
             (:attr:`peak_chunks_waiting` reports the most there were at once, all workers).
         start_method: multiprocessing start method: "forkserver" (default; safe with torch and
             CUDA in the parent), "spawn" (slow: each worker imports torch) or "fork".
-        allow_partial: keep the decodable prefix of a video with decode errors
-            (:attr:`VideoInfo.partial`) instead of failing it.
+        on_damage: "keep" (a damaged video is its clean frames, the losses recorded in
+            :attr:`VideoInfo.lost_frames` and friends) or "fail" (the first loss fails it).
+        max_lost_fraction: a video that loses more than this share of its frames fails.
 
     >>> tasks = [DecodeTask("a.mp4", "/data/a.mp4", SamplingConfig(mode="fps", fps=2.0))]
     >>> with DecodePool(num_workers=2, timeout_s=60) as pool:  # doctest: +SKIP
@@ -369,7 +369,8 @@ class DecodePool:
         num_threads: int = 1,
         max_chunks_per_worker: int = 2,
         start_method: str = "forkserver",
-        allow_partial: bool = False,
+        on_damage: str = "keep",
+        max_lost_fraction: float = MAX_LOST_FRACTION,
     ) -> None:
         if num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
@@ -392,7 +393,7 @@ class DecodePool:
         self.decode_size = tuple(decode_size) if decode_size is not None else None
         self.num_threads = num_threads
         self.max_chunks_per_worker = max_chunks_per_worker
-        self.allow_partial = allow_partial
+        self.damage = {"on_damage": on_damage, "max_lost_fraction": max_lost_fraction}
         self._context = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             preload = ["torch", "av", __name__]
@@ -431,7 +432,7 @@ class DecodePool:
                 self.chunk_size,
                 self.decode_size,
                 self.num_threads,
-                self.allow_partial,
+                self.damage,
                 # PR_SET_PDEATHSIG follows the creating thread: not safe from the monitor
                 self._context.get_start_method() != "fork"
                 or threading.current_thread() is threading.main_thread(),

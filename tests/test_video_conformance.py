@@ -365,3 +365,50 @@ def test_packed_avi_in_one_chunk_and_one_at_a_time(videos):
         for _, frames in VideoReader(path).iter_frames([index], chunk_size=1)
     ]
     assert singles == [59, 17, 33, 0, 12, 13]
+
+
+# ------------------------------------------------------- decoder output out of presentation order
+
+
+def _in_decode_order(decoder_output):
+    """A decoder that outputs frames in decode order (as FFmpeg's H.264 decoder does on a
+    stream that does not signal its reorder delay): each B-frame after the reference that
+    follows it, with the pts of the presentation it belongs to."""
+
+    def output(container, stream):
+        held = []  # B-frames: out once the next reference has gone out
+        for item in decoder_output(container, stream):
+            if getattr(item, "pict_type", None) is not None and int(item.pict_type) == 3:  # B
+                held.append(item)
+                continue
+            yield item
+            yield from held
+            held = []
+        yield from held
+
+    return output
+
+
+@pytest.mark.parametrize("sampling", ["all", "uniform8", "segments16", "fps2"])
+def test_frames_out_of_presentation_order_are_put_in_order_by_pts(videos, monkeypatch, sampling):
+    # No FFmpeg bitstream filter here removes a stream's reorder-delay signalling, so the
+    # decoder that outputs decode order is simulated on a real B-frame file.
+    from video_eleatt.video import frame_table
+
+    path, truth = videos("h264_bframes_mp4")
+    monkeypatch.setattr(frame_table, "decoder_output", _in_decode_order(frame_table.decoder_output))
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        order = [frame.pts for frame in frame_table.decoder_output(container, stream)]
+    assert order != sorted(order)  # the simulated decoder really is out of order
+    for index in ("auto", "decode"):
+        reader = VideoReader(path, index=index)
+        assert reader.info.lost_frames == 0
+        np.testing.assert_allclose(reader.frame_timestamps(), truth.times, atol=1e-3)
+        indices = sample_frame_indices(
+            80, reader.info.fps, SAMPLINGS[sampling], reader.frame_timestamps()
+        )
+        got_indices, got_ids = _decode(reader, indices)
+        assert got_indices == indices.tolist() and got_ids == indices.tolist()

@@ -754,6 +754,28 @@ def write_packed_avi(
         frame.pts = i
         packets += [bytes(packet) for packet in encoder.encode(frame)]
     packets += [bytes(packet) for packet in encoder.encode(None)]
+    return _write_packed(path, packets, size, rate)
+
+
+def pack_bframes(source: str | Path, path: str | Path) -> Path:
+    """Rewrite an MPEG-4 Part 2 AVI with B-frames (one VOP per chunk, as FFmpeg writes it) in
+    the packed layout of :func:`write_packed_avi`: same VOPs, same pictures, only the chunks
+    differ. The VOP time fields are assumed to count in 1 / rate (FFmpeg's encoder)."""
+    import av
+
+    with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        size = (stream.codec_context.width, stream.codec_context.height)
+        rate = round(float(stream.average_rate))
+        packets = [bytes(packet) for packet in container.demux(stream) if packet.size]
+    return _write_packed(Path(path), packets, size, rate)
+
+
+def _write_packed(path: Path, packets: list[bytes], size: tuple[int, int], rate: int) -> Path:
+    """Write MPEG-4 Part 2 VOPs (decode order, one per packet) as a packed-B-frame AVI."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
     first = packets[0].find(_VOP)
     packets[0] = packets[0][:first] + b"\x00\x00\x01\xb2DivX503b1393p" + packets[0][first:]
     time_bits = max(1, (rate - 1).bit_length())  # vop_time_increment_resolution = rate
@@ -770,8 +792,8 @@ def write_packed_avi(
         else:
             chunks.append(reference)
         position = following
-    if len(chunks) != num_frames:
-        raise RuntimeError(f"packed {len(chunks)} chunks for {num_frames} frames")
+    if len(chunks) != len(packets):
+        raise RuntimeError(f"packed {len(chunks)} chunks for {len(packets)} frames")
     with av.open(str(path), "w", format="avi") as container:
         stream = container.add_stream("mpeg4", rate=rate)
         stream.width, stream.height = size

@@ -71,6 +71,7 @@ EXPECTED_FRAMES = {
     "mpeg4_packed1_avi": 60,
     "mpeg4_packed2_avi": 60,
     "mpeg4_packed_long_avi": 900,
+    "mpeg4_nvop_avi": 30,  # 31 chunks: an N-VOP shows nothing
 }
 # kind -> (non-empty packets, frames FFmpeg outputs, frames before the first decode error,
 # the frames lost: the damaged ones and those decoded from them up to the next keyframe)
@@ -174,10 +175,29 @@ def test_damaged_video_is_damaged_as_documented(videos, kind):
         assert path.stat().st_size >= 256 * 1024
 
 
+def test_nvop_avi_has_one_chunk_more_than_frames_and_is_not_packed(videos):
+    import av
+
+    from video_eleatt.video.frame_table import Mpeg4Vops
+
+    path, truth = videos("mpeg4_nvop_avi")
+    vops = Mpeg4Vops()
+    with av.open(str(path)) as container:
+        flags = [vops.not_coded(bytes(p)) for p in container.demux(video=0) if p.size]
+    assert len(flags) == 31 and flags.count(True) == 1 and flags[10] and not vops.packed
+    assert len(truth.frame_ids) == 30
+    # not damage: even the strict reader takes it whole
+    reader = VideoReader(path, on_damage="fail")
+    assert reader.info.num_frames == 30 and reader.info.lost_frames == 0
+    assert _decode(reader, np.arange(30))[1] == list(range(30))
+
+
 def test_packed_avi_is_packed_and_labelled_out_of_order(videos):
     # the file the old reader refused: DivX user data, two VOPs in a chunk, N-VOPs, and pts
     # labels that are not in presentation order although the frames are
     import av
+
+    from video_eleatt.video.frame_table import Mpeg4Vops
 
     path, truth = videos("mpeg4_packed2_avi")
     with av.open(str(path)) as container:
@@ -188,6 +208,11 @@ def test_packed_avi_is_packed_and_labelled_out_of_order(videos):
     assert min(len(chunk) for chunk in chunks) <= 8  # N-VOPs
     assert truth.frame_ids == list(range(60))
     assert truth.output_pts != sorted(truth.output_pts)
+    for kind in ("mpeg4_packed1_avi", "mpeg4_packed2_avi", "mpeg4_packed_long_avi"):
+        vops = Mpeg4Vops()
+        with av.open(str(videos(kind)[0])) as container:
+            not_coded = [vops.not_coded(bytes(p)) for p in container.demux(video=0) if p.size]
+        assert vops.packed and any(not_coded)  # the N-VOPs that release the P-frames
 
 
 # ----------------------------------------------------------------------------- the reader

@@ -860,6 +860,44 @@ def _h264_lost_bframe_mp4(path: Path) -> Path:
     return path
 
 
+def _mpeg4_nvop_avi(path: Path) -> Path:
+    """MPEG-4 Part 2 AVI *not* packed, no B-frames, 30 frames at 25 fps, GOP 12, with a
+    not-coded VOP (N-VOP, DivX's "drop frame" placeholder) in its own chunk after frame 9.
+
+    31 chunks; FFmpeg outputs 30 frames (nothing for the N-VOP, and no error). AVI has no
+    presentation times: the frames are the decoder's output, at ``i / rate``.
+    """
+    import av
+
+    encoder = av.CodecContext.create("mpeg4", "w")
+    encoder.width, encoder.height = DEFAULT_SIZE
+    encoder.pix_fmt = "yuv420p"
+    encoder.time_base = fractions.Fraction(1, 25)
+    encoder.framerate = fractions.Fraction(25)
+    encoder.gop_size = 12
+    encoder.bit_rate = 2_000_000
+    packets: list[bytes] = []
+    for i in range(30):
+        frame = av.VideoFrame.from_ndarray(index_frame(i), format="rgb24")
+        frame.pts = i
+        packets += [bytes(packet) for packet in encoder.encode(frame)]
+    packets += [bytes(packet) for packet in encoder.encode(None)]
+    chunks = [*packets[:10], _not_coded_vop(packets[9], 5), *packets[10:]]
+    with av.open(str(path), "w", format="avi") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height = DEFAULT_SIZE
+        stream.pix_fmt = "yuv420p"
+        stream.codec_tag = "XVID"
+        for tick, chunk in enumerate(chunks):
+            packet = av.Packet(chunk)
+            packet.stream = stream
+            packet.pts = packet.dts = tick
+            packet.time_base = fractions.Fraction(1, 25)
+            packet.is_keyframe = _vop_type(chunk) == "I"
+            container.mux(packet)
+    return path
+
+
 _CONFORMANCE_WRITERS = {
     "mpeg4_bframes_avi": (".avi", _mpeg4_bframes_avi),
     "h264_bframes_mp4": (".mp4", _h264_bframes_mp4),
@@ -877,6 +915,7 @@ _CONFORMANCE_WRITERS = {
     "mpeg4_packed1_avi": (".avi", _mpeg4_packed1_avi),
     "mpeg4_packed2_avi": (".avi", _mpeg4_packed2_avi),
     "mpeg4_packed_long_avi": (".avi", _mpeg4_packed_long_avi),
+    "mpeg4_nvop_avi": (".avi", _mpeg4_nvop_avi),
 }
 _DAMAGED_WRITERS = {
     "h264_slice_errors": (".mp4", _h264_slice_errors),

@@ -39,7 +39,6 @@ checked 1 videos in 0.4 s: 1 ok, 0 warning, 0 damaged, 0 failed
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ from video_eleatt.video.decode import (
     damage_text,
     short_indices,
 )
+from video_eleatt.video.frame_table import Mpeg4Vops
 from video_eleatt.video.pool import (
     DecodePool,
     DecodeTask,
@@ -97,8 +97,8 @@ class ContainerProbe:
         pts_span_s: seconds from the earliest to the latest packet pts; None without pts.
         rate: the stream's average frame rate, frames per second; None when it has none.
         error: why the demux stopped early (the counts cover the packets before it).
-        packed_bframes: an MPEG-4 Part 2 stream in DivX/Xvid's "packed bitstream" (the user
-            data of its first packet ends in ``p``, e.g. ``DivX503b1393p``).
+        packed_bframes: an MPEG-4 Part 2 stream in DivX/Xvid's "packed bitstream"
+            (``DivX503b1393p``-style user data, or two VOPs in one packet).
     """
 
     format_name: str
@@ -111,9 +111,6 @@ class ContainerProbe:
     rate: float | None = None
     error: str | None = None
     packed_bframes: bool = False
-
-
-_PACKED_USER_DATA = re.compile(rb"DivX\d+(?:Build|b)\d+p")
 
 
 def probe_container(path: str | Path) -> ContainerProbe:
@@ -134,13 +131,13 @@ def probe_container(path: str | Path) -> ContainerProbe:
         pts: list[int] = []
         without_pts = packets = discarded = 0
         error = None
-        packed = False
+        vops = Mpeg4Vops() if stream.codec_context.name == "mpeg4" else None
         try:
             for packet in container.demux(stream):
                 if not packet.size:
                     continue  # the flush packet demux ends with
-                if packets == 0 and stream.codec_context.name == "mpeg4":
-                    packed = _PACKED_USER_DATA.search(bytes(packet)) is not None
+                if vops is not None and not vops.packed:
+                    vops.not_coded(bytes(packet))
                 if packet.is_discard:
                     discarded += 1
                     continue
@@ -164,7 +161,7 @@ def probe_container(path: str | Path) -> ContainerProbe:
             pts_span_s=span,
             rate=float(rate) if rate else None,
             error=error,
-            packed_bframes=packed,
+            packed_bframes=vops is not None and vops.packed,
         )
 
 

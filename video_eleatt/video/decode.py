@@ -550,7 +550,7 @@ class VideoReader:
     def _raise_gap(self, position: int, wanted: np.ndarray) -> None:
         """The decoder never output frame ``position``: damage the table did not know."""
         reason = "the decoder skipped this frame (a damaged packet)"
-        if self._strict:
+        if self._strict and self._table.pts is not None:  # AVI: the decode pass tells
             raise VideoDecodeError(
                 self._error_text(position, reason, wanted), decodable_frames=position
             )

@@ -22,13 +22,18 @@ decoder really outputs, and what it lost.
 **Damage** (:func:`clean_frames`, the one place frames come out of the decoder): a packet the
 decoder rejects, or a frame it flags corrupt, loses that frame, and every frame after it up to
 the next keyframe, which the decoder made from a broken reference (they look plausible and are
-wrong: see ``tests/video_factory.py``'s damaged kinds). Decoding goes on from the next keyframe.
+wrong: see ``tests/video_factory.py``'s damaged kinds). A rejected packet that is no other
+frame's reference (:func:`is_reference`) loses only itself. Decoding goes on from the next
+keyframe. A packet that yields no frame and no error is a loss where frames are known by pts
+(its pts never comes out); in AVI it is not (a not-coded N-VOP shows nothing:
+:class:`Mpeg4Vops`).
 Lost frames are never replaced by others: the table lists the clean frames, and the lost ones
 separately (:class:`Losses`), so that their times show as a gap.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -135,6 +140,88 @@ def decoder_output(container, stream) -> Iterator:
 
 
 _MPEG4_VOP = b"\x00\x00\x01\xb6"
+_PACKED_USER_DATA = re.compile(rb"DivX\d+(?:Build|b)\d+p")
+
+
+class Mpeg4Vops:
+    """Reads MPEG-4 Part 2 packets in file order: is the stream packed (DivX/Xvid "packed
+    bitstream": ``DivX...p`` user data, or two VOPs in one packet), and is a packet a
+    not-coded VOP (``vop_coded`` 0, an N-VOP)? The VOP header's time field has as many bits as
+    the VOL's ``vop_time_increment_resolution`` needs, so the VOL is parsed for it."""
+
+    def __init__(self) -> None:
+        self.packed = False
+        self.time_bits: int | None = None
+
+    def not_coded(self, data: bytes) -> bool:
+        """Whether ``data`` holds VOPs and none of them is coded (updates :attr:`packed`)."""
+        if _PACKED_USER_DATA.search(data[:4096]) or data.count(_MPEG4_VOP) > 1:
+            self.packed = True
+        if self.time_bits is None:
+            self.time_bits = _vol_time_bits(data)
+        position = data.find(_MPEG4_VOP)
+        if position < 0 or self.time_bits is None:
+            return False
+        while position >= 0:
+            if _vop_coded(data[position + 4 : position + 16], self.time_bits) is not False:
+                return False
+            position = data.find(_MPEG4_VOP, position + 4)
+        return True
+
+
+class _Bits:
+    def __init__(self, data: bytes) -> None:
+        self.text = "".join(f"{byte:08b}" for byte in data)
+        self.position = 0
+
+    def read(self, count: int) -> int:
+        if self.position + count > len(self.text):
+            raise EOFError
+        value = int(self.text[self.position : self.position + count] or "0", 2)
+        self.position += count
+        return value
+
+
+def _vol_time_bits(data: bytes) -> int | None:
+    """Bits of ``vop_time_increment`` from the first VOL header in ``data`` (ISO 14496-2
+    6.2.3), or None when there is none or it does not parse."""
+    position = data.find(b"\x00\x00\x01\x20")
+    if position < 0:
+        return None
+    bits = _Bits(data[position + 4 : position + 40])
+    try:
+        bits.read(1 + 8)  # random_accessible_vol, video_object_type_indication
+        verid = 1
+        if bits.read(1):  # is_object_layer_identifier
+            verid = bits.read(4)
+            bits.read(3)
+        if bits.read(4) == 0xF:  # aspect_ratio_info: extended PAR
+            bits.read(16)
+        if bits.read(1):  # vol_control_parameters
+            bits.read(3)  # chroma_format, low_delay
+            if bits.read(1):  # vbv_parameters
+                bits.read(79)
+        shape = bits.read(2)
+        if shape == 3 and verid != 1:
+            bits.read(4)
+        bits.read(1)  # marker
+        resolution = bits.read(16)
+    except EOFError:
+        return None
+    return max(1, (resolution - 1).bit_length()) if resolution else None
+
+
+def _vop_coded(header: bytes, time_bits: int) -> bool | None:
+    """``vop_coded`` of a VOP header (the bytes after its start code), or None."""
+    bits = _Bits(header)
+    try:
+        bits.read(2)  # vop_coding_type
+        while bits.read(1):  # modulo_time_base
+            pass
+        bits.read(1 + time_bits + 1)  # marker, vop_time_increment, marker
+        return bool(bits.read(1))
+    except EOFError:
+        return None
 
 
 def is_reference(data: bytes, codec: str, extradata: bytes | None = None) -> bool:
@@ -199,9 +286,13 @@ def clean_frames(container, stream, losses: Losses | None = None) -> Iterator[tu
 def container_table(container, stream, by_pts: bool = True) -> FrameTable | None:
     """Step 1: the frame table from the packets (no decoding), or None if unusable.
 
-    With ``by_pts`` False (AVI) only the packet count is read: the frames are known by
-    output order, with no seek points but the first frame.
+    With ``by_pts`` False (AVI) only the packets are counted: the frames are known by output
+    order, with no seek points but the first frame. An MPEG-4 Part 2 stream that is not packed
+    (see :class:`Mpeg4Vops`) shows nothing for a not-coded VOP (N-VOP, DivX's "drop frame"),
+    so those packets are not counted; in a packed stream each releases the frame before it.
     """
+    vops = Mpeg4Vops() if stream.codec_context.name == "mpeg4" else None
+    not_coded = 0
     pts, keyframe_pts = [], []
     try:
         for packet in container.demux(stream):
@@ -209,6 +300,8 @@ def container_table(container, stream, by_pts: bool = True) -> FrameTable | None
                 continue  # the flush packet demux ends with; frames an edit list cuts off
             if packet.is_corrupt or (by_pts and packet.pts is None):
                 return None
+            if vops is not None and not by_pts:
+                not_coded += vops.not_coded(bytes(packet))
             pts.append(packet.pts)
             if packet.is_keyframe:
                 keyframe_pts.append(packet.pts)
@@ -217,7 +310,8 @@ def container_table(container, stream, by_pts: bool = True) -> FrameTable | None
     if not pts:
         return None
     if not by_pts:
-        return FrameTable(None, np.zeros(1, np.int64), len(pts), frames=len(pts))
+        count = len(pts) - (0 if vops is None or vops.packed else not_coded)
+        return FrameTable(None, np.zeros(1, np.int64), count, frames=count)
     ordered = np.sort(np.asarray(pts, np.int64))
     if not strictly_increasing(ordered):
         return None

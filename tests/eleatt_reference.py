@@ -196,3 +196,17 @@ def assert_close(actual: Tensor, expected: Tensor, atol: float, rtol: float = 0.
             f"max abs error {error.max().item():.3g} (atol {atol}, rtol {rtol}); worst at flat "
             f"index {worst}: {got!r} vs {want!r}"
         )
+
+
+def reference_plain_gru(x: Tensor, h0: Tensor | None, params: dict[str, Tensor]) -> Tensor:
+    """A plain GRU (``nn.GRU``) layer: the GRU cell on x_t itself, no gate. x (B, T, D) ->
+    output (B, T, N). ``params`` holds weight_ih (3N, D), weight_hh (3N, N), bias_ih, bias_hh."""
+    h0 = _zeros_state(x, params) if h0 is None else h0
+    outputs = []
+    for b in range(x.shape[0]):
+        h, out_b = h0[b], []
+        for t in range(x.shape[1]):
+            h = _gru_cell(x[b, t], h, params)
+            out_b.append(h)
+        outputs.append(torch.stack(out_b))
+    return torch.stack(outputs)

@@ -8,6 +8,14 @@ scores over the valid steps):
   is computed (one (B, N) product instead of (B, T, N)).
 - ``"last"``: the class scores of each sequence's last valid step.
 
+Online use (per-step outputs): :meth:`SequenceClassifier.running_scores` gives the class scores
+the model would output had the sequence stopped at each step -- for ``"last"`` the scores of
+that step, for ``"mean"`` the mean of the scores up to it -- so step ``t`` sees no input after
+``t``, and the scores at each sequence's last valid step are :meth:`~SequenceClassifier.forward`'s.
+:meth:`SequenceClassifier.step` continues a sequence from an :class:`OnlineState` (the layer
+states, and for ``"mean"`` the running sum), one frame or a chunk at a time, without re-running
+the prefix: a stream stepped frame by frame gets the running scores of the whole sequence.
+
 Input standardisation (``input_norm="standardize"``, our addition, not the paper's): each
 feature dimension is mapped to ``(x - mean) / std`` with statistics of the training features,
 held as buffers so that checkpoints carry them to evaluation, attention analysis and raw-video
@@ -25,6 +33,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from video_eleatt.models.eleatt import State
 from video_eleatt.models.sequence_checks import (
     check_gate_activation,
     check_sequence_input,
@@ -79,6 +88,21 @@ class ClassifierConfig:
         for name in ("input_size", "num_classes", "hidden_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
+
+
+@dataclass
+class OnlineState:
+    """What a classifier carries from one call of :meth:`SequenceClassifier.step` to the next.
+
+    Attributes:
+        layers: The state of every recurrent layer after the last step, in order.
+        hidden_sum: (B, N) the sum of the last layer's outputs so far (pooling ``"mean"``).
+        num_steps: Steps seen so far.
+    """
+
+    layers: list[State]
+    hidden_sum: Tensor
+    num_steps: int
 
 
 class SequenceClassifier(nn.Module):
@@ -188,6 +212,89 @@ class SequenceClassifier(nn.Module):
             valid = torch.arange(scores.shape[1], device=scores.device) < lengths.unsqueeze(1)
             scores = torch.where(valid.unsqueeze(2), scores, 0.0)
         return scores
+
+    def running_scores(
+        self, features: Tensor, lengths: Tensor | Sequence[int] | None = None
+    ) -> Tensor:
+        """Class scores after every step, with the model's pooling (see the module docstring).
+
+        Args:
+            features: (B, T, D) per-step features.
+            lengths: (B,) valid lengths in [1, T]; None means all T steps.
+
+        Returns:
+            (B, T, C) logits: at step t those of the prefix 0..t (zero at padded steps). At
+            each sequence's last valid step they equal :meth:`forward`'s logits.
+        """
+        hidden, lengths, _ = self.forward_features(features, lengths)
+        scores = self._pooled_steps(hidden, hidden.new_zeros(hidden.shape[0], hidden.shape[2]), 0)
+        if lengths is not None:
+            valid = torch.arange(scores.shape[1], device=scores.device) < lengths.unsqueeze(1)
+            scores = torch.where(valid.unsqueeze(2), scores, 0.0)
+        return scores
+
+    def _pooled_steps(self, hidden: Tensor, hidden_sum: Tensor, steps_before: int) -> Tensor:
+        """Per-step running logits (B, T, C) of the stack's output (B, T, N), given the sum of
+        the ``steps_before`` earlier outputs (pooling "mean")."""
+        if self.config.pooling == "last":
+            pooled = hidden
+        else:
+            # Padded steps come after the valid ones, so the cumulative sums at valid steps
+            # are sums over valid steps only.
+            counts = torch.arange(
+                steps_before + 1, steps_before + hidden.shape[1] + 1, device=hidden.device
+            ).to(hidden.dtype)  # (T,)
+            pooled = (hidden_sum.unsqueeze(1) + hidden.cumsum(dim=1)) / counts[:, None]
+        return self.head(self.dropout(pooled))  # (B, T, C)
+
+    def initial_state(self, batch_size: int = 1) -> OnlineState:
+        """The state of a stream before its first step (zeros; ``batch_size`` streams)."""
+        first = self.head.weight
+        zeros = first.new_zeros(batch_size, self.config.hidden_size)
+        layers: list[State] = [
+            (zeros, zeros) if self.config.cell == "lstm" else zeros
+            for _ in range(self.stack.num_layers)
+        ]
+        return OnlineState(layers=layers, hidden_sum=zeros, num_steps=0)
+
+    def step(
+        self, features: Tensor, state: OnlineState | None = None
+    ) -> tuple[Tensor, OnlineState]:
+        """Continue streams by one frame (or a chunk of frames), carrying their state.
+
+        Args:
+            features: (B, D) one frame's features per stream, or (B, T, D) a chunk.
+            state: what the previous call returned; None starts new streams.
+
+        Returns:
+            The running logits, (B, C) for one frame or (B, T, C) for a chunk, and the state
+            after the last frame.
+
+        >>> config = ClassifierConfig(input_size=8, num_classes=3, hidden_size=4, dropout=0.0)
+        >>> model = SequenceClassifier(config).eval()
+        >>> features = torch.randn(1, 5, 8)
+        >>> state, steps = None, []
+        >>> for t in range(5):
+        ...     scores, state = model.step(features[:, t], state)
+        ...     steps.append(scores)
+        >>> bool(torch.allclose(torch.stack(steps, 1), model.running_scores(features), atol=1e-6))
+        True
+        """
+        one_frame = features.dim() == 2
+        chunk = features.unsqueeze(1) if one_frame else features  # (B, T, D)
+        if state is None:
+            state = self.initial_state(chunk.shape[0])
+        check_sequence_input(chunk, self.config.input_size, self.head.weight, "SequenceClassifier")
+        if self.config.input_norm == "standardize":
+            chunk = (chunk - self.input_mean.to(chunk.dtype)) / self.input_std.to(chunk.dtype)
+        hidden, layers, _ = self.stack(chunk, states=state.layers)  # (B, T, N)
+        scores = self._pooled_steps(hidden, state.hidden_sum, state.num_steps)  # (B, T, C)
+        new_state = OnlineState(
+            layers=layers,
+            hidden_sum=state.hidden_sum + hidden.sum(dim=1),
+            num_steps=state.num_steps + chunk.shape[1],
+        )
+        return (scores[:, 0] if one_frame else scores), new_state
 
     def forward(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -145,14 +146,21 @@ class RecurrentStack(nn.Module):
         lengths: Tensor | Sequence[int] | None = None,
         mask: Tensor | None = None,
         return_attention: bool = False,
+        states: Sequence[State] | None = None,
     ) -> tuple[Tensor, list[State], list[Tensor]]:
-        """Run every layer from zero initial states.
+        """Run every layer, from zero initial states or from ``states``.
+
+        Passing the final states of one call as ``states`` of the next continues the
+        sequences: running a sequence in pieces gives the outputs of running it whole (how a
+        stream is stepped, one frame at a time, without re-running its prefix).
 
         Args:
             x: (B, T, D) input, batch first.
             lengths: (B,) valid lengths in [1, T]; None means all T steps.
             mask: (B, T) bool prefix mask, an alternative to ``lengths``.
             return_attention: collect each EleAtt layer's gate values.
+            states: one initial state per layer, in order, as this method returns them
+                ((B, N), or (h, c) for the LSTM); None means zeros.
 
         Returns:
             The last layer's output (B, T, N), zero at padded steps; the final state of every
@@ -162,32 +170,56 @@ class RecurrentStack(nn.Module):
         first = next(self.parameters())
         check_sequence_input(x, self.input_size, first, type(self).__name__)
         lengths = resolve_lengths(x, lengths, mask, type(self).__name__)
-        states: list[State] = []
+        initial = self._check_states(states)
+        finals: list[State] = []
         attentions: list[Tensor] = []
         hidden = x
         for i, layer in enumerate(self.eleatt_layers):
             if i > 0:
                 hidden = self.dropout(hidden)
             hidden, state, attention = layer(
-                hidden, lengths=lengths, return_attention=return_attention
+                hidden, initial[i], lengths=lengths, return_attention=return_attention
             )
-            states.append(state)
+            finals.append(state)
             if return_attention:
                 attentions.append(attention)
         if self.plain is not None:
             if self.eleatt_layers:
                 hidden = self.dropout(hidden)
-            hidden, plain_states = self._run_plain(hidden, lengths)
-            states.extend(plain_states)
-        return hidden, states, attentions
+            hidden, plain_states = self._run_plain(
+                hidden, lengths, initial[self.num_eleatt_layers :]
+            )
+            finals.extend(plain_states)
+        return hidden, finals, attentions
 
-    def _run_plain(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, list[State]]:
+    def _check_states(self, states: Sequence[State] | None) -> list[State | None]:
+        """One initial state (or None for zeros) per layer."""
+        if states is None:
+            return [None] * self.num_layers
+        if len(states) != self.num_layers:
+            raise ValueError(
+                f"{type(self).__name__}: states holds {len(states)} layer state(s) but the stack "
+                f"has {self.num_layers} layers ({', '.join(self.layer_names())}); pass the "
+                "states a previous call returned"
+            )
+        return list(states)
+
+    def _run_plain(
+        self, x: Tensor, lengths: Tensor | None, states: Sequence[State | None]
+    ) -> tuple[Tensor, list[State]]:
         """The torch layers, packed when lengths vary so that padding never enters a state."""
+        initial = None
+        if states and states[0] is not None:
+            # torch takes (num_layers, B, N); an LSTM a tuple (h, c) of those.
+            if self.cell == "lstm":
+                initial = tuple(torch.stack([s[k] for s in states]).contiguous() for k in (0, 1))
+            else:
+                initial = torch.stack(list(states)).contiguous()
         if lengths is None:
-            output, final = self.plain(x)
+            output, final = self.plain(x, initial)
         else:
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-            packed_output, final = self.plain(packed)
+            packed_output, final = self.plain(packed, initial)
             output, _ = pad_packed_sequence(
                 packed_output, batch_first=True, total_length=x.shape[1]
             )  # (B, T, N), zeros after each length

@@ -23,6 +23,7 @@ from video_eleatt.fileio import atomic_write_text, json_safe
 from video_eleatt.progress import progress_bar
 from video_eleatt.training.data import say
 from video_eleatt.training.metrics import per_class_accuracy, save_confusion_matrix
+from video_eleatt.training.online import save_early_recognition
 
 HISTORY_FILE = "history.csv"
 HISTORY_COLUMNS = (
@@ -216,11 +217,25 @@ class EvaluationWriter(Callback):
             ),
             "device": _device_name(pl_module),
         }
+        early = evaluation.get("early_recognition")
+        if early is not None:
+            results["early_recognition"] = early
         self.results = json_safe(results)
         if not trainer.is_global_zero:
             return
         atomic_write_text(self.output_dir / METRICS_FILE, json.dumps(self.results, indent=1))
         save_confusion_matrix(confusion, class_names, self.output_dir)
+        if early is not None:
+            save_early_recognition(early, self.output_dir)
+            points = ", ".join(
+                f"{p} % {100 * v:.1f}"
+                for p, v in zip(early["percent_observed"], early["top1"])
+                if p in (20, 50, 80, 100)
+            )
+            say(
+                f"  early recognition (top-1 with part of each video seen): {points}; "
+                f"area {100 * early['area']:.1f} %"
+            )
         metrics = evaluation["metrics"]
         top5 = "n/a (fewer than 5 classes)" if metrics["top5"] is None else f"{metrics['top5']:.4f}"
         say(

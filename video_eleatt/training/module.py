@@ -28,6 +28,13 @@ from video_eleatt.models.classifier import ClassifierConfig, SequenceClassifier
 from video_eleatt.training.data import say
 from video_eleatt.training.errors import TrainingError, first_differences
 from video_eleatt.training.metrics import ClassificationMetrics, warn_if_no_top5
+from video_eleatt.training.online import (
+    STEP_SUPERVISIONS,
+    EarlyRecognition,
+    StepSupervision,
+    clip_running_log_probs,
+    step_losses,
+)
 
 LrMonitor = Literal[
     "train/top1", "train/loss", "val/top1", "val/loss", "val/mean_class_accuracy", "none"
@@ -72,6 +79,10 @@ class ActionClassifier(pl.LightningModule):
         input_norm: "none" (the paper's) or "standardize": each feature dimension is
             standardised with the mean and std of the training videos' features, computed
             when ``fit`` starts and kept in the checkpoint (our addition).
+        step_supervision: "none" (the paper's: the loss of each clip's final prediction),
+            "uniform" (the mean over steps of the loss of the running prediction) or "late"
+            (the same, step t weighted t + 1), for models meant to answer before a video
+            ends (:mod:`video_eleatt.training.online`; our addition).
     """
 
     def __init__(
@@ -92,9 +103,15 @@ class ActionClassifier(pl.LightningModule):
         lr_patience: int = 5,
         min_lr: float = 1e-6,
         input_norm: Literal["none", "standardize"] = "none",
+        step_supervision: StepSupervision = "none",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if step_supervision not in STEP_SUPERVISIONS:
+            raise TrainingError(
+                f"model.step_supervision {step_supervision!r}: choose one of "
+                f"{', '.join(STEP_SUPERVISIONS)}"
+            )
         if num_eleatt_layers + num_plain_layers < 1:
             raise TrainingError(
                 f"model needs at least one recurrent layer; got num_eleatt_layers="
@@ -120,6 +137,7 @@ class ActionClassifier(pl.LightningModule):
         self.train_top1 = MulticlassAccuracy(num_classes, average="micro")
         self.val_metrics = ClassificationMetrics(num_classes)
         self.test_metrics = ClassificationMetrics(num_classes)
+        self.test_early = EarlyRecognition()
         self.plateau: ReduceLROnPlateau | None = None
         self.last_evaluation: dict[str, Any] | None = None
         self._pending_plateau_state: dict[str, Any] | None = None
@@ -150,10 +168,34 @@ class ActionClassifier(pl.LightningModule):
 
     # ------------------------------------------------------------------ training
 
+    def running_log_probs(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """Log class probabilities after every step of each video of an evaluation batch
+        (:mod:`video_eleatt.training.online`): ``(log_probs (B, T, C), lengths (B,))``; with
+        clips, per clip step, averaged over the clips."""
+        features, lengths = batch["features"], batch["lengths"]
+        if features.dim() == 3:
+            running = self.classifier.running_scores(features.to(self.dtype), lengths)
+            return clip_running_log_probs(running, 1), lengths
+        num_clips = features.shape[1]
+        running = self.classifier.running_scores(
+            features.flatten(0, 1).to(self.dtype), lengths.repeat_interleave(num_clips)
+        )  # (B*N, t, C)
+        return clip_running_log_probs(running, num_clips), lengths
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        logits = self(batch["features"], batch["lengths"])  # (B, C)
         labels = batch["labels"]
-        losses = F.cross_entropy(logits.float(), labels, reduction="none")  # (B,)
+        supervision = self.hparams.step_supervision
+        if supervision == "none":
+            logits = self(batch["features"], batch["lengths"])  # (B, C)
+            losses = F.cross_entropy(logits.float(), labels, reduction="none")  # (B,)
+        else:
+            lengths = batch["lengths"]
+            running = self.classifier.running_scores(
+                batch["features"].to(self.dtype), lengths
+            )  # (B, T, C)
+            losses = step_losses(running, labels, lengths, supervision)
+            last = (lengths - 1).to(running.device)
+            logits = running[torch.arange(running.shape[0], device=running.device), last]
         loss = losses.mean()
         self.train_loss.update(losses.detach())
         self.train_top1.update(logits.detach(), labels)
@@ -257,6 +299,9 @@ class ActionClassifier(pl.LightningModule):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, self.test_metrics)
+        # A second pass, outside the timed forward: the metrics above stay exactly as they were.
+        running, lengths = self.running_log_probs(batch)
+        self.test_early.update(running, lengths, batch["labels"])
 
     def on_validation_epoch_start(self) -> None:
         self._forward_seconds = 0.0
@@ -274,6 +319,10 @@ class ActionClassifier(pl.LightningModule):
         values = metrics.compute()  # synced over processes by torchmetrics
         confusion = metrics.confusion_matrix()
         metrics.reset()
+        early = None
+        if prefix == "test":
+            early = self.test_early.compute()
+            self.test_early.reset()
         num_videos = int(confusion.sum())
         # The values are equal on every process already; sync_dist only silences Lightning.
         self.log_dict(
@@ -286,6 +335,7 @@ class ActionClassifier(pl.LightningModule):
             "confusion_matrix": confusion.cpu(),
             "num_videos": num_videos,
             "forward_seconds": self._forward_seconds,
+            "early_recognition": early,
         }
 
     # ------------------------------------------------------------------ prediction

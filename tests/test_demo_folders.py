@@ -34,22 +34,26 @@ def test_every_option_that_changes_results_gets_its_own_folders(tmp_path):
         "quick": {"quick": True},
         "videos": {"videos_per_class": 40},
         "epochs": {"epochs": 5},
-        "seeds": {"seeds": [0, 1, 2, 3, 4]},
+        "seeds": {"seeds": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]},
         "quick seeds": {"quick": True, "seeds": [0, 1, 2]},
         "pretrained": {"pretrained": True},
         "weights a": {"backbone_weights": str(weights_a)},
         "weights b": {"backbone_weights": str(weights_b)},
         "cuda": {"device": "cuda"},
+        "bf16": {"precision": "bfloat16"},
+        "auto precision": {"precision": "auto"},
     }
     planned = {name: folders(**options) for name, options in option_sets.items()}
     run_folders = [output_dir for _, output_dir in planned.values()]
     assert len(set(run_folders)) == len(run_folders), planned
     # the default stays where the README says; the data depends only on the dataset options
     assert planned["default"] == (Path("data/demo/motion"), Path("runs/demo"))
-    assert planned["seeds"] == (Path("data/demo/motion"), Path("runs/demo_s0-4"))
+    assert planned["seeds"] == (Path("data/demo/motion"), Path("runs/demo_s0-9"))
     assert planned["videos"][0] == Path("data/demo/motion_v40")
     assert planned["quick seeds"][0] == planned["quick"][0] == Path("data/demo/motion_quick")
     assert planned["weights a"][1].name.startswith("demo_weights-")
+    # the extraction precision names the runs; its cache folder is named by it already
+    assert planned["bf16"] == (Path("data/demo/motion"), Path("runs/demo_bfloat16"))
 
 
 def test_folders_follow_the_weights_file_content_and_ignore_what_does_not_change_results(

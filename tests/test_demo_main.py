@@ -7,10 +7,13 @@ session into the session's temporary folder; the rerun, the files and the predic
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from video_eleatt.demo.cli import demo_main, parse_options
 from video_eleatt.demo.main import plan_demo
@@ -56,6 +59,27 @@ def test_reduced_demo_writes_report_summary_and_says_features_are_untrained(quic
     for row in summary["variants"]:
         assert 0.0 <= row["top1_mean_pct"] <= 100.0
         assert row["top1_std_pct"] is not None  # two seeds: a spread is reported
+    # the machine and the precision the figures were made with (for the README's table)
+    assert summary["extraction_precision"] == "float32"
+    assert {"cpu", "avx2", "avx512", "native_bf16", "cpu_capability"} <= set(summary["machine"])
+    # every run stored its per-video predictions; the pooled top-1 interval is the paired
+    # t-interval of the per-seed results, and the report states power
+    assert len(list(runs.glob("runs/*/split-default/seed-*/test_predictions.csv"))) == 4
+    (pooled,) = [
+        row
+        for row in csv.DictReader((runs / "comparisons.csv").open())
+        if row["metric"] == "top1" and row["split"] == "pooled"
+    ]
+    results = {
+        (row["variant"], row["seed"]): float(row["test_top1"]) * 100
+        for row in csv.DictReader((runs / "results.csv").open())
+    }
+    differences = [results[("eleatt_gru", s)] - results[("baseline_gru", s)] for s in ("0", "1")]
+    if np.ptp(differences) > 0:
+        interval = stats.ttest_1samp(differences, 0.0).confidence_interval()
+        assert float(pooled["ci_low_pts"]) == pytest.approx(interval.low, abs=0.01)
+        assert float(pooled["ci_high_pts"]) == pytest.approx(interval.high, abs=0.01)
+    assert "power" in (runs / "report.md").read_text().lower()
     # The printed table names both arms with mean ± std over the 2 seeds, and the verdict.
     assert "Baseline-GRU (128)" in stdout and "EleAtt-GRU (128)" in stdout
     assert "(n = 2)" in stdout

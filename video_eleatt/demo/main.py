@@ -42,6 +42,7 @@ from video_eleatt.compare.plan import ComparisonError, parse_compare_config
 from video_eleatt.compare.rows import SummaryRow
 from video_eleatt.compare.runner import run_comparison
 from video_eleatt.config_files import ConfigNameError, find_config
+from video_eleatt.demo.machine import describe_machine
 from video_eleatt.demo.options import DemoOptions
 from video_eleatt.demo.synth import DemoDataError, generate_dataset
 from video_eleatt.demo.synth_config import SynthConfig
@@ -74,6 +75,9 @@ QUICK_BACKBONE: dict[str, Any] = {
     "model_kwargs": {"pretrained_cfg_overlay": {"input_size": [3, 64, 64], "crop_pct": 1.0}},
 }
 QUICK_FRAMES = 6
+# Extraction precision unless --precision says otherwise: the same on every machine (see
+# DemoOptions.precision).
+DEFAULT_PRECISION = "float32"
 
 
 class DemoError(RuntimeError):
@@ -152,8 +156,10 @@ def folder_tags(
     folder: ``quick`` and ``v<N>`` (videos per class) name the dataset and the runs;
     ``e<N>`` (epochs), the seeds (:func:`seeds_tag`), ``pretrained``,
     ``weights-<sha256[:8]>`` (of the weights file's bytes: another file or an edited one is
-    another folder, the same file elsewhere is the same) and ``cuda`` name the runs. Options
-    that only change the speed (``parallel``, ``num_workers``) and ``attention`` add none.
+    another folder, the same file elsewhere is the same), ``cuda`` and an extraction
+    precision other than float32 (``bfloat16``, ``auto``) name the runs (the feature cache's
+    own folder is named by its precision already). Options that only change the speed
+    (``parallel``, ``num_workers``) and ``attention`` add none.
 
     Args:
         default_videos: Clips per class when ``videos_per_class`` is not given.
@@ -176,6 +182,8 @@ def folder_tags(
         run_parts.append(f"weights-{file_sha256(options.backbone_weights)[:8]}")
     if options.device == "cuda":
         run_parts.append("cuda")
+    if options.precision != DEFAULT_PRECISION:
+        run_parts.append(options.precision)
     return dataset_parts, run_parts
 
 
@@ -233,6 +241,7 @@ def plan_demo(options: DemoOptions) -> DemoPlan:
         f"--output_root={features_root}",
         f"--device={options.device}",
         f"--num_workers={options.num_workers}",
+        f"--precision={options.precision}",
     ]
     if options.quick:
         extract_args += [
@@ -448,6 +457,11 @@ def format_demo_summary(
         top1 = row.accuracy_pct["top1"]
         lines.append(f"  {row.label:<{width}}  {top1.format():<28}  {row.num_runs}")
     lines += [f"  {sentence}" for sentence in outcome.report.verdicts.values()]
+    lines += [
+        f"  {row.new_data_verdict}"
+        for row in outcome.report.comparison_rows
+        if row.split == "pooled" and row.metric == "top1" and row.new_data_verdict
+    ]
     lines += [f"  problem: {problem}" for problem in outcome.report.problems]
     report_dir = outcome.report.output_dir
     lines += [
@@ -490,6 +504,15 @@ def _example_video(plan: DemoPlan) -> str | None:
     return str(plan.dataset_root / "UCF-101" / first[0]) if first else None
 
 
+def cache_precision(cache_dir: Path) -> str | None:
+    """The precision the features of ``cache_dir`` were extracted in (its config.json)."""
+    try:
+        config = json.loads((Path(cache_dir) / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return (config.get("features") or {}).get("precision")
+
+
 def write_summary_file(
     plan: DemoPlan, outcome: Any, attention: Any, seconds: dict[str, float], cache_dir: Path
 ) -> Path:
@@ -510,6 +533,8 @@ def write_summary_file(
             for row in summary_rows(outcome)
         ],
         "verdicts": outcome.report.verdicts,
+        "machine": describe_machine(),
+        "extraction_precision": cache_precision(cache_dir),
         "seconds": seconds,
         "complete": not outcome.failed and not outcome.report.missing_runs,
     }

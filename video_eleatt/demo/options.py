@@ -19,13 +19,18 @@ class DemoOptions:
         output_dir: The folder everything goes under (default: the current folder):
             ``data/demo/`` (the dataset and its feature caches) and ``runs/demo/`` (runs,
             report, figures, attention), with a suffix naming every option that changes the
-            results (e.g. ``runs/demo_quick``, ``runs/demo_v40_s0-4``).
+            results (e.g. ``runs/demo_quick``, ``runs/demo_v40_s0-9``).
         data_dir: Folder of the demo dataset (``<data_dir>/motion``) and its feature caches
             (``<data_dir>/features``); default ``<output_dir>/data/demo``.
         videos_per_class: Clips per class of the generated dataset (default: the generator's).
         seeds: Seeds per variant (default: those of ``configs/demo/compare.yaml``).
         epochs: Training epochs per run (default: those of ``configs/demo/train.yaml``).
         device: "cpu", or "cuda" to extract and train on the GPU (when available).
+        precision: Extraction precision. "float32" (the default) on every machine, so that
+            the demo's features, hence its figures, do not depend on whether the CPU has
+            native bfloat16; "auto" lets extraction pick bfloat16 where the hardware has it
+            (faster there, other figures), "bfloat16" forces it (emulated and about 8x
+            slower on CPUs without it).
         pretrained: Use the backbone's pretrained ImageNet weights (needs internet or timm's
             cache) instead of random weights.
         backbone_weights: A local weights file (.safetensors / .pth) for the backbone
@@ -42,6 +47,7 @@ class DemoOptions:
     seeds: list[int] | None = None
     epochs: int | None = None
     device: Literal["cpu", "cuda"] = "cpu"
+    precision: Literal["float32", "bfloat16", "auto"] = "float32"
     pretrained: bool = False
     backbone_weights: str | None = None
     quick: bool = False

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from video_eleatt.compare.markdown import describe_protocol
+from video_eleatt.compare.pervideo import two_level_interval
 from video_eleatt.compare.report import aggregate_curve, write_report
 from video_eleatt.compare.results import RunResult, read_result, write_result
 from video_eleatt.compare.rows import ReportPlan, compare_variants
@@ -260,3 +262,52 @@ def test_variants_compared_with_their_own_reference():
     raw = sorted([top1["lstm"].t_pvalue, top1["eleatt_lstm"].t_pvalue])
     holm = sorted([top1["lstm"].holm_pvalue, top1["eleatt_lstm"].holm_pvalue])
     assert holm == pytest.approx([2 * raw[0], max(2 * raw[0], raw[1])])
+
+
+def test_protocol_line_is_right_for_every_sampling_mode():
+    # "full" uses every cached step whatever num_steps says (the demo's cache has 12 steps
+    # per video, and the report once said "full (32 steps)")
+    line = describe_protocol({"description": "x", "train_sampling": "full", "num_steps": 32})
+    assert line == "x; training sampling: full (every cached step of each video)"
+    assert "32" not in line
+    segments = describe_protocol({"description": "x", "train_sampling": "segments", "num_steps": 8})
+    assert segments.endswith("training sampling: segments (8 segments, one random step in each)")
+    window = describe_protocol({"description": "x", "train_sampling": "window", "num_steps": 16})
+    assert window.endswith("training sampling: window (16 consecutive steps from a random start)")
+
+
+def test_per_video_rows_use_the_stored_predictions(tmp_path):
+    # 3 seeds x 20 test videos of 2 classes, predictions stored in shuffled video order per
+    # run: the report aligns them by video key before the per-video statistics
+    generator = np.random.default_rng(4)
+    videos = [f"c{v % 2}/video{v:02d}.mp4" for v in range(20)]
+    labels = [v % 2 for v in range(20)]
+    correct = {}
+    results = []
+    for seed in range(3):
+        for variant, rate in (("baseline_gru", 0.6), ("eleatt_gru", 0.75)):
+            hits = generator.random(20) < rate
+            correct[(variant, seed)] = hits.astype(int)
+            order = generator.permutation(20)
+            run = fabricate(variant, "1", seed, float(hits.mean()))
+            run.test_predictions = {
+                "rel_paths": [videos[i] for i in order],
+                "labels": [labels[i] for i in order],
+                "predicted": [labels[i] if hits[i] else 1 - labels[i] for i in order],
+            }
+            results.append(run)
+    rows, _ = compare_variants(results, plan(splits=["1"]))
+    (top1,) = [r for r in rows if r.metric == "top1"]
+    variant = np.stack([correct[("eleatt_gru", s)] for s in range(3)])
+    baseline = np.stack([correct[("baseline_gru", s)] for s in range(3)])
+    expected = two_level_interval(variant, baseline)
+    assert top1.num_test_videos == 20
+    assert top1.two_level_low_pts == pytest.approx(expected.low * 100)
+    assert top1.two_level_high_pts == pytest.approx(expected.high * 100)
+    assert top1.mcnemar_variant_only == int(np.sum(variant & ~baseline.astype(bool)))
+    assert top1.new_data_verdict.startswith("On new data from the same distribution")
+    # a run without stored predictions: the per-video line says why it is missing
+    results[0].test_predictions = {}
+    rows, _ = compare_variants(results, plan(splits=["1"]))
+    (top1,) = [r for r in rows if r.metric == "top1"]
+    assert top1.two_level_low_pts is None and "did not store" in top1.new_data_verdict

@@ -196,7 +196,7 @@ def comparisons(content: ReportContent) -> list[str]:
     lines += [f"- Note: {note}" for note in notes]
     if notes:
         lines.append("")
-    lines += power_section(rows)
+    lines += power_section(rows, plan)
     lines += new_data_section(rows, plan)
     per_split = [
         sentence
@@ -212,7 +212,7 @@ def comparisons(content: ReportContent) -> list[str]:
     return lines
 
 
-def power_section(rows: list[ComparisonRow]) -> list[str]:
+def power_section(rows: list[ComparisonRow], plan: ReportPlan) -> list[str]:
     """What each pooled comparison can resolve (on this test set)."""
     pooled = [row for row in rows if row.split == POOLED and row.detectable_difference_pts]
     if not pooled:
@@ -234,7 +234,7 @@ def power_section(rows: list[ComparisonRow]) -> list[str]:
         needed = "n/a" if row.pairs_needed is None else str(row.pairs_needed)
         power = "n/a" if row.power_at_target is None else f"{row.power_at_target * 100:.0f}%"
         lines.append(
-            f"| {row.metric} | {row.variant} | {row.n} | {row.std_difference_pts:.2f} "
+            f"| {row.metric} | {plan.label(row.variant)} | {row.n} | {row.std_difference_pts:.2f} "
             f"| {row.detectable_difference_pts:.1f} | {power} | {needed} "
             f"| {'yes' if row.underpowered else 'no'} |"
         )

@@ -108,7 +108,7 @@ def test_interval_and_test_never_disagree():
 def test_t_interval_covers_at_n3_by_simulation():
     # 1000 simulated experiments with a known true difference (3 points, seed SD 4 points):
     # the 95% interval must cover it 93-97% of the time (the percentile bootstrap this
-    # replaces covered about 75% at n = 3).
+    # replaces covered about 76% at n = 3).
     generator = np.random.default_rng(0)
     true_difference = 0.03
     covered = 0

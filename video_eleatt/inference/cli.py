@@ -1,4 +1,5 @@
-"""``video-eleatt predict --checkpoint <ckpt> <video> [<video> ...]``: classify raw videos.
+"""``video-eleatt predict --checkpoint <ckpt> <video> [<video> ...]``: classify raw videos;
+``video-eleatt predict --checkpoint <ckpt> --stream <source>``: classify a stream as it plays.
 
 Prints the top-k classes of each video with their probabilities
 (:mod:`video_eleatt.inference.predict`); ``--attention_overlay out.png`` also draws the first
@@ -7,8 +8,23 @@ extension, not the paper's). ``predict`` without ``--checkpoint`` is Lightning's
 a feature cache (:mod:`video_eleatt.training.cli`); the top-level :mod:`video_eleatt.cli`
 chooses between the two.
 
-Exit codes: 0 every video classified; 1 some videos could not be decoded (named, the others
-are still classified); 2 unusable checkpoint or options.
+With ``--stream`` (:mod:`video_eleatt.inference.stream`) the source is a file of any length,
+``-`` (standard input), a URL FFmpeg opens (rtsp, http) or a capture device (``/dev/video0``).
+Every step prints one JSON line on standard output as soon as it is computed::
+
+    {"time": 0.125, "step": 0, "frame_time": 0.083333, "frame": 1, "steps_seen": 1,
+     "top_k": [{"class": "Grow", "probability": 0.41}, ...]}
+
+``time`` is the sample time in seconds from the first frame (strictly increasing),
+``frame``/``frame_time`` the frame used, ``steps_seen`` the steps behind the prediction (its
+state's age). At the end -- also after a failure, with what was emitted -- the timeline is
+written (``<source>.timeline.csv`` / ``.png`` beside a file source, else
+``stream_timeline.*``; ``--timeline PREFIX``; :mod:`video_eleatt.inference.timeline`).
+
+Exit codes: 0 every video classified (a stream read to its end, or stopped with Ctrl-C); 1
+some videos could not be decoded (named, the others are still classified), or the stream
+could not be opened, stalled (``--stall_timeout_s``) or dropped out (the lines already printed
+stay valid); 2 unusable checkpoint or options.
 
 >>> main(["--checkpoint", "runs/demo/runs/eleatt_gru/split-default/seed-0/checkpoints/last.ckpt",
 ...       "data/demo/motion/UCF-101/Grow/v_Grow_g01_c01.mp4"])  # doctest: +SKIP
@@ -18,17 +34,30 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import IO
 
 from jsonargparse import ArgumentError, ArgumentParser
 
 from video_eleatt.fileio import atomic_write_text
 from video_eleatt.inference.errors import AttentionError, PredictError
 from video_eleatt.inference.predict import (
+    Predictor,
     VideoPrediction,
     load_predictor,
     overlay_paths,
     predict_video,
 )
+from video_eleatt.inference.stream import (
+    DEFAULT_NUM_STATES,
+    DEFAULT_POLICY,
+    POLICIES,
+    StepRecord,
+    StreamClassifier,
+    default_timeline_prefix,
+    stream_settings,
+)
+from video_eleatt.inference.stream_source import DEFAULT_STALL_TIMEOUT_S, StreamError
+from video_eleatt.inference.timeline import write_timeline
 from video_eleatt.video.decode import VideoDecodeError
 
 
@@ -44,7 +73,53 @@ def build_parser() -> ArgumentParser:
         exit_on_error=False,
     )
     parser.add_argument("--checkpoint", type=str, required=True, help=".ckpt of fit/compare")
-    parser.add_argument("videos", type=str, nargs="+", help="video files")
+    parser.add_argument("videos", type=str, nargs="*", help="video files")
+    parser.add_argument(
+        "--stream",
+        type=str | None,
+        default=None,
+        help="classify this source as it plays, one JSON line per step: a file of any "
+        "length, - (stdin), a URL (rtsp://, http://) or a capture device (/dev/video0)",
+    )
+    parser.add_argument(
+        "--stall_timeout_s",
+        type=float,
+        default=DEFAULT_STALL_TIMEOUT_S,
+        help="--stream: fail when no data arrives for this long (seconds)",
+    )
+    parser.add_argument(
+        "--state_policy",
+        type=str,
+        default=DEFAULT_POLICY,
+        help=f"--stream: recurrent state over long streams, one of {', '.join(POLICIES)}",
+    )
+    parser.add_argument(
+        "--num_states",
+        type=int,
+        default=DEFAULT_NUM_STATES,
+        help="--stream: states of the staggered policy",
+    )
+    parser.add_argument(
+        "--stream_rate",
+        type=float | None,
+        default=None,
+        help="--stream: steps per second (default: the training features' rate)",
+    )
+    parser.add_argument(
+        "--stream_window",
+        type=int | None,
+        default=None,
+        help="--stream: steps per training clip (default: from the training features)",
+    )
+    parser.add_argument(
+        "--timeline",
+        type=str | None,
+        default=None,
+        help="--stream: path prefix of the timeline CSV and PNG",
+    )
+    parser.add_argument(
+        "--max_steps", type=int | None, default=None, help="--stream: stop after this many steps"
+    )
     parser.add_argument("--top_k", type=int, default=5, help="classes shown per video")
     parser.add_argument(
         "--attention_overlay",
@@ -85,6 +160,20 @@ def main(argv: list[str]) -> int:
         print(f"video-eleatt predict: error: --top_k {args.top_k}: expected >= 1", file=sys.stderr)
         return 2
     videos = [str(video) for video in args.videos]
+    if bool(videos) == bool(args.stream):
+        print(
+            "video-eleatt predict: error: give video files or --stream <source>, not "
+            f"{'both' if videos else 'neither'}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.stream and args.state_policy not in POLICIES:
+        print(
+            f"video-eleatt predict: error: --state_policy {args.state_policy!r}: choose one of "
+            f"{', '.join(POLICIES)}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         predictor = load_predictor(args.checkpoint, args.device, args.cache, args.backbone_weights)
     except PredictError as err:
@@ -92,6 +181,8 @@ def main(argv: list[str]) -> int:
         return 2
     for note in predictor.notes:
         print(f"note: {note}", file=sys.stderr)
+    if args.stream:
+        return stream_main(args, predictor)
     failures: dict[str, str] = {}
     results: list[VideoPrediction] = []
     for video, overlay in zip(videos, overlay_paths(args.attention_overlay, videos)):
@@ -129,3 +220,62 @@ def main(argv: list[str]) -> int:
         )
         return 1
     return 0
+
+
+def stream_main(args, predictor: Predictor) -> int:
+    """``--stream``: one JSON line per step on stdout (and ``--output``), then the timeline."""
+    try:
+        settings = stream_settings(predictor, args.stream_rate, args.stream_window)
+        classifier = StreamClassifier(
+            predictor, settings, args.state_policy, args.num_states, args.top_k
+        )
+    except (PredictError, ValueError) as err:
+        print(f"video-eleatt predict: error: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"stream {args.stream}: {settings.rate:.3g} steps/s, clip length "
+        f"{settings.trained_steps} steps ({settings.source}); state policy {args.state_policy}",
+        file=sys.stderr,
+    )
+    rows: list[dict] = []
+    output: IO[str] | None = open(args.output, "w") if args.output else None  # noqa: SIM115
+
+    def emit(record: StepRecord) -> None:
+        line = json.dumps(record.to_json())
+        for handle in (sys.stdout, output):
+            if handle is not None:
+                handle.write(line + "\n")
+                handle.flush()  # each line is whole once written: a later failure keeps it
+        rows.append({**record.to_json(), "probabilities": record.probabilities})
+
+    failure, code = None, 0
+    try:
+        classifier.run(args.stream, emit, args.stall_timeout_s, args.max_steps)
+    except StreamError as err:
+        failure, code = str(err), 1
+    except KeyboardInterrupt:
+        print("stopped (Ctrl-C)", file=sys.stderr)
+    except BrokenPipeError:
+        sys.stderr.write("stdout was closed; stopping\n")
+        code = 1
+    finally:
+        if output is not None:
+            output.close()
+    prefix = args.timeline or default_timeline_prefix(args.stream)
+    title = f"{args.stream}: streamed top-1 ({args.state_policy} state policy)"
+    csv_path, png_path = write_timeline(rows, predictor.class_names, prefix, title)
+    timings = classifier.timings
+    if rows:
+        per_step = sum(timings.backbone) + sum(timings.step) + sum(timings.decode)
+        print(
+            f"stream: {len(rows)} steps over {rows[-1]['time']:.2f} s of media in "
+            f"{per_step:.2f} s; timeline {csv_path}, {png_path}",
+            file=sys.stderr,
+        )
+    if failure:
+        print(
+            f"video-eleatt predict: error: {failure} ({len(rows)} steps were emitted before; "
+            "they stay valid)",
+            file=sys.stderr,
+        )
+    return code

@@ -87,6 +87,7 @@ class Predictor:
     protocol: dict[str, Any]
     device: torch.device
     notes: list[str] = field(default_factory=list)
+    cache_dir: str | None = None  # the feature cache it was trained on, when known
 
 
 def load_predictor(
@@ -170,6 +171,7 @@ def load_predictor(
         protocol=protocol,
         device=target,
         notes=notes,
+        cache_dir=cache or data.get("cache_dir"),
     )
 
 

@@ -898,6 +898,40 @@ def _mpeg4_nvop_avi(path: Path) -> Path:
     return path
 
 
+def _mpeg4_packed_damaged_avi(path: Path) -> Path:
+    """A packed-B-frame AVI (:func:`write_packed_avi`: 60 frames at 25 fps, 2 B-frames, GOP 12)
+    whose chunk 13 (P-frame 15 packed with B-frame 13) is zeroed after its first VOP header's
+    first two bytes: the damage of a real broken DivX file.
+
+    FFmpeg rejects the chunk and outputs 58 frames: frames 0-11; the I-frame 12, decoded
+    before the damage but output after it; a frame flagged corrupt; then frames 13-23 decoded
+    from the lost P-frame (wrong pictures, unflagged); and 24-59, exact again from the
+    I-frame 24. So frames 13-23 are lost, and the keyframe that comes out first after the
+    damage (12) must not be taken for the end of it.
+    """
+    write_packed_avi(path, 60, b_frames=2, gop_size=12)
+    import av
+
+    with av.open(str(path)) as container:
+        packets = [(bytes(p), p.is_keyframe) for p in container.demux(video=0) if p.size]
+    data, _ = packets[13]
+    start = data.find(_VOP) + 4
+    packets[13] = (data[: start + 2] + bytes(len(data) - start - 2), False)
+    with av.open(str(path), "w", format="avi") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height = DEFAULT_SIZE
+        stream.pix_fmt = "yuv420p"
+        stream.codec_tag = "XVID"
+        for tick, (chunk, keyframe) in enumerate(packets):
+            packet = av.Packet(chunk)
+            packet.stream = stream
+            packet.pts = packet.dts = tick
+            packet.time_base = fractions.Fraction(1, 25)
+            packet.is_keyframe = keyframe
+            container.mux(packet)
+    return path
+
+
 _CONFORMANCE_WRITERS = {
     "mpeg4_bframes_avi": (".avi", _mpeg4_bframes_avi),
     "h264_bframes_mp4": (".mp4", _h264_bframes_mp4),
@@ -921,6 +955,7 @@ _DAMAGED_WRITERS = {
     "h264_slice_errors": (".mp4", _h264_slice_errors),
     "h264_zeroed_middle": (".mp4", _h264_zeroed_middle),
     "h264_lost_bframe_mp4": (".mp4", _h264_lost_bframe_mp4),
+    "mpeg4_packed_damaged_avi": (".avi", _mpeg4_packed_damaged_avi),
 }
 
 # Videos whose i-th displayed frame encodes i; see write_conformance_video.

@@ -56,7 +56,7 @@ from video_eleatt.video.decode import (
     damage_text,
     short_indices,
 )
-from video_eleatt.video.frame_table import Mpeg4Vops
+from video_eleatt.video.mpeg4 import Mpeg4Vops
 from video_eleatt.video.pool import (
     DecodePool,
     DecodeTask,
@@ -137,7 +137,7 @@ def probe_container(path: str | Path) -> ContainerProbe:
                 if not packet.size:
                     continue  # the flush packet demux ends with
                 if vops is not None and not vops.packed:
-                    vops.not_coded(bytes(packet))
+                    vops.add(bytes(packet))
                 if packet.is_discard:
                     discarded += 1
                     continue

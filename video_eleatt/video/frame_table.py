@@ -33,11 +33,12 @@ separately (:class:`Losses`), so that their times show as a gap.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from video_eleatt.video.mpeg4 import Mpeg4Vops, is_b_only, is_intra
 
 CORRUPT_FRAME = "the decoder flagged the frame corrupt (concealed errors)"
 BROKEN_REFERENCE = "decoded from a damaged reference (before the next keyframe)"
@@ -124,9 +125,18 @@ class FrameTable:
         return self.frames_in_file - len(self)
 
 
+# Yielded by decoder_output once the decoder has taken a keyframe packet (see clean_frames).
+KEY_PACKET = object()
+# More keyframe packets than keyframes out by this many: the container's keyframe flags do not
+# match the decoder's (e.g. an MP4 without a sync-sample table flags every packet).
+_KEY_FLAG_SLACK = 3
+
+
 def decoder_output(container, stream) -> Iterator:
-    """Every frame the decoder outputs, packet by packet, and a :class:`DecodeFailure` in the
-    stream where it rejects a packet (yielded, not raised: decoding goes on after it)."""
+    """Every frame the decoder outputs, packet by packet; a :class:`DecodeFailure` where it
+    rejects a packet (yielded, not raised: decoding goes on after it); and :data:`KEY_PACKET`
+    each time it has taken a keyframe packet (an MPEG-4 Part 2 packet whose first VOP is an
+    I-VOP, else one the container flags), before the frames that packet released."""
     codec = stream.codec_context.name
     extradata = stream.codec_context.extradata
     for packet in container.demux(stream):  # ends with an empty packet: flushes the decoder
@@ -136,92 +146,9 @@ def decoder_output(container, stream) -> Iterator:
             reference = is_reference(bytes(packet), codec, extradata)
             yield DecodeFailure(first_line(err), packet.pts, reference)
             continue
+        if packet.size and (is_intra(bytes(packet)) if codec == "mpeg4" else packet.is_keyframe):
+            yield KEY_PACKET
         yield from frames
-
-
-_MPEG4_VOP = b"\x00\x00\x01\xb6"
-_PACKED_USER_DATA = re.compile(rb"DivX\d+(?:Build|b)\d+p")
-
-
-class Mpeg4Vops:
-    """Reads MPEG-4 Part 2 packets in file order: is the stream packed (DivX/Xvid "packed
-    bitstream": ``DivX...p`` user data, or two VOPs in one packet), and is a packet a
-    not-coded VOP (``vop_coded`` 0, an N-VOP)? The VOP header's time field has as many bits as
-    the VOL's ``vop_time_increment_resolution`` needs, so the VOL is parsed for it."""
-
-    def __init__(self) -> None:
-        self.packed = False
-        self.time_bits: int | None = None
-
-    def not_coded(self, data: bytes) -> bool:
-        """Whether ``data`` holds VOPs and none of them is coded (updates :attr:`packed`)."""
-        if _PACKED_USER_DATA.search(data[:4096]) or data.count(_MPEG4_VOP) > 1:
-            self.packed = True
-        if self.time_bits is None:
-            self.time_bits = _vol_time_bits(data)
-        position = data.find(_MPEG4_VOP)
-        if position < 0 or self.time_bits is None:
-            return False
-        while position >= 0:
-            if _vop_coded(data[position + 4 : position + 16], self.time_bits) is not False:
-                return False
-            position = data.find(_MPEG4_VOP, position + 4)
-        return True
-
-
-class _Bits:
-    def __init__(self, data: bytes) -> None:
-        self.text = "".join(f"{byte:08b}" for byte in data)
-        self.position = 0
-
-    def read(self, count: int) -> int:
-        if self.position + count > len(self.text):
-            raise EOFError
-        value = int(self.text[self.position : self.position + count] or "0", 2)
-        self.position += count
-        return value
-
-
-def _vol_time_bits(data: bytes) -> int | None:
-    """Bits of ``vop_time_increment`` from the first VOL header in ``data`` (ISO 14496-2
-    6.2.3), or None when there is none or it does not parse."""
-    position = data.find(b"\x00\x00\x01\x20")
-    if position < 0:
-        return None
-    bits = _Bits(data[position + 4 : position + 40])
-    try:
-        bits.read(1 + 8)  # random_accessible_vol, video_object_type_indication
-        verid = 1
-        if bits.read(1):  # is_object_layer_identifier
-            verid = bits.read(4)
-            bits.read(3)
-        if bits.read(4) == 0xF:  # aspect_ratio_info: extended PAR
-            bits.read(16)
-        if bits.read(1):  # vol_control_parameters
-            bits.read(3)  # chroma_format, low_delay
-            if bits.read(1):  # vbv_parameters
-                bits.read(79)
-        shape = bits.read(2)
-        if shape == 3 and verid != 1:
-            bits.read(4)
-        bits.read(1)  # marker
-        resolution = bits.read(16)
-    except EOFError:
-        return None
-    return max(1, (resolution - 1).bit_length()) if resolution else None
-
-
-def _vop_coded(header: bytes, time_bits: int) -> bool | None:
-    """``vop_coded`` of a VOP header (the bytes after its start code), or None."""
-    bits = _Bits(header)
-    try:
-        bits.read(2)  # vop_coding_type
-        while bits.read(1):  # modulo_time_base
-            pass
-        bits.read(1 + time_bits + 1)  # marker, vop_time_increment, marker
-        return bool(bits.read(1))
-    except EOFError:
-        return None
 
 
 def is_reference(data: bytes, codec: str, extradata: bytes | None = None) -> bool:
@@ -232,11 +159,7 @@ def is_reference(data: bytes, codec: str, extradata: bytes | None = None) -> boo
     references); any other codec, or a packet too damaged to parse, counts as a reference.
     """
     if codec == "mpeg4":
-        types, position = set(), data.find(_MPEG4_VOP)
-        while 0 <= position < len(data) - 4:
-            types.add(data[position + 4] >> 6)
-            position = data.find(_MPEG4_VOP, position + 4)
-        return types != {2}
+        return not is_b_only(data)
     if codec != "h264":
         return True
     headers = []
@@ -261,22 +184,35 @@ def clean_frames(container, stream, losses: Losses | None = None) -> Iterator[tu
     Damage (see the module docstring) is recorded in ``losses`` and decoding goes on; without
     ``losses`` the first damage raises :class:`DecodeFailure` (callers that cannot place a
     loss). Slots count clean and lost frames together.
+
+    Decoding is clean again at a keyframe *decoded* after the damage: the decoder outputs
+    keyframes in the order it took their packets, so the n-th keyframe out is the n-th
+    keyframe packet taken, and one taken before the damage (output late, B-frames before it) is
+    kept but does not end it.
     """
     slot = 0
-    broken = False  # a reference is damaged until the next keyframe
+    broken = False  # a reference is damaged until a keyframe decoded after it
+    keys_taken = keys_out = damaged_at = 0
     for item in decoder_output(container, stream):
+        if item is KEY_PACKET:
+            keys_taken += 1
+            continue
         if isinstance(item, DecodeFailure):
             reason, pts = item.reason, item.pts
-        elif item.is_corrupt:
-            reason, pts = CORRUPT_FRAME, item.pts
-        elif broken and not item.key_frame:
-            reason, pts = BROKEN_REFERENCE, item.pts
         else:
-            broken = False
-            yield slot, item
-            slot += 1
-            continue
-        broken = broken or not isinstance(item, DecodeFailure) or item.reference
+            keys_out += bool(item.key_frame)
+            after = keys_out > damaged_at or keys_taken - keys_out > _KEY_FLAG_SLACK
+            if item.is_corrupt:
+                reason, pts = CORRUPT_FRAME, item.pts
+            elif broken and not item.key_frame:
+                reason, pts = BROKEN_REFERENCE, item.pts
+            else:  # a keyframe taken before the damage is clean too, but does not end it
+                broken = broken and not after
+                yield slot, item
+                slot += 1
+                continue
+        if reason != BROKEN_REFERENCE and (not isinstance(item, DecodeFailure) or item.reference):
+            broken, damaged_at = True, keys_taken
         if losses is None:
             raise DecodeFailure(reason, pts)
         losses.add(slot, pts, reason)
@@ -286,13 +222,10 @@ def clean_frames(container, stream, losses: Losses | None = None) -> Iterator[tu
 def container_table(container, stream, by_pts: bool = True) -> FrameTable | None:
     """Step 1: the frame table from the packets (no decoding), or None if unusable.
 
-    With ``by_pts`` False (AVI) only the packets are counted: the frames are known by output
-    order, with no seek points but the first frame. An MPEG-4 Part 2 stream that is not packed
-    (see :class:`Mpeg4Vops`) shows nothing for a not-coded VOP (N-VOP, DivX's "drop frame"),
-    so those packets are not counted; in a packed stream each releases the frame before it.
+    With ``by_pts`` False (AVI) the frames are known by output order and only counted
+    (:class:`_OrderLayout`), with no seek points but the first frame.
     """
-    vops = Mpeg4Vops() if stream.codec_context.name == "mpeg4" else None
-    not_coded = 0
+    layout = _OrderLayout(stream.codec_context.name) if not by_pts else None
     pts, keyframe_pts = [], []
     try:
         for packet in container.demux(stream):
@@ -300,8 +233,8 @@ def container_table(container, stream, by_pts: bool = True) -> FrameTable | None
                 continue  # the flush packet demux ends with; frames an edit list cuts off
             if packet.is_corrupt or (by_pts and packet.pts is None):
                 return None
-            if vops is not None and not by_pts:
-                not_coded += vops.not_coded(bytes(packet))
+            if layout is not None:
+                layout.add(packet)
             pts.append(packet.pts)
             if packet.is_keyframe:
                 keyframe_pts.append(packet.pts)
@@ -309,8 +242,8 @@ def container_table(container, stream, by_pts: bool = True) -> FrameTable | None
         return None
     if not pts:
         return None
-    if not by_pts:
-        count = len(pts) - (0 if vops is None or vops.packed else not_coded)
+    if layout is not None:
+        count = layout.frames
         return FrameTable(None, np.zeros(1, np.int64), count, frames=count)
     ordered = np.sort(np.asarray(pts, np.int64))
     if not strictly_increasing(ordered):
@@ -341,7 +274,14 @@ def decoded_table(container, stream, path: str, by_pts: bool = True) -> FrameTab
     known_pts = [value for value in pts if value is not None]
     if by_pts and pts and len(known_pts) == len(pts) and len(set(known_pts)) == len(pts):
         return _table_by_pts(np.asarray(pts, np.int64), np.asarray(keys), losses, path)
-    return _table_by_order(np.asarray(slots, np.int64), np.asarray(keys, bool), losses)
+    layout = order_layout(path)
+    return _table_by_order(
+        np.asarray(slots, np.int64),
+        np.asarray(keys, bool),
+        losses,
+        layout.frames,
+        layout.keyframe_slots,
+    )
 
 
 def _table_by_pts(pts: np.ndarray, keys: np.ndarray, losses: Losses, path: str) -> FrameTable:
@@ -373,17 +313,44 @@ def _table_by_pts(pts: np.ndarray, keys: np.ndarray, losses: Losses, path: str) 
     )
 
 
-def _table_by_order(slots: np.ndarray, keys: np.ndarray, losses: Losses) -> FrameTable:
-    lost_slots = np.asarray(sorted(losses.slots), np.int64)
+def _table_by_order(
+    counted: np.ndarray,
+    keys: np.ndarray,
+    losses: Losses,
+    frames_in_file: int,
+    keyframe_slots: np.ndarray,
+) -> FrameTable:
+    """The table of a file known by output order, its clean frames placed in presentation slots.
+
+    ``counted`` slots count one per lost decoder output or rejected packet, which misplaces
+    frames after a loss (a rejected packed chunk held two frames; a keyframe taken before the
+    damage may come out after it), so a keyframe after a loss is put on the file's keyframe
+    slot (``keyframe_slots``) nearest its counted one, and the frames after it follow. The
+    lost slots are those no clean frame takes, up to ``frames_in_file`` (the container's
+    count).
+    """
+    slots = np.empty_like(counted)
+    shift, previous = 0, -1
+    for position, (slot, key) in enumerate(zip(counted.tolist(), keys.tolist())):
+        slot += shift
+        if key and slot > previous + 1:  # a keyframe after a loss: on its own slot
+            candidates = keyframe_slots[keyframe_slots > previous]
+            if len(candidates):
+                nearest = int(candidates[np.argmin(np.abs(candidates - slot))])
+                shift += nearest - slot
+                slot = nearest
+        slots[position] = previous = slot
+    total = max(frames_in_file, previous + 1)
+    lost_slots = np.setdiff1d(np.arange(total), slots).astype(np.int64)
     first_error = None
     if len(lost_slots):
-        first = int(np.argmin(losses.slots))
-        first_error = (int(np.searchsorted(slots, lost_slots[0])), losses.reasons[first])
+        reason = losses.reasons[int(np.argmin(losses.slots))] if len(losses) else SILENT_DROP
+        first_error = (int(np.searchsorted(slots, lost_slots[0])), reason)
     keyframes = np.unique(np.concatenate([[0], np.flatnonzero(keys)])).astype(np.int64)
     return FrameTable(
         pts=None,
         keyframes=keyframes,
-        frames_in_file=len(slots) + len(lost_slots),
+        frames_in_file=total,
         decoded=True,
         slots=slots if len(lost_slots) else None,
         lost_slots=lost_slots,
@@ -406,6 +373,56 @@ def packet_pts(path: str) -> list[int | None]:
     except Exception:  # a demux error: the packets before it are what the file has
         pass
     return pts
+
+
+class _OrderLayout:
+    """The frames of a file known by output order, from its packets in file order: how many
+    the decoder shows and where its keyframes sit among them (presentation slots).
+
+    MPEG-4 Part 2 is read packet by packet (:class:`~video_eleatt.video.mpeg4.Mpeg4Vops`): an
+    N-VOP of a plain stream shows nothing, and the I-VOPs' slots come from the B-frame
+    reordering. Any other codec: one frame per packet, keyframes where the packets are.
+    """
+
+    def __init__(self, codec: str) -> None:
+        self.vops = Mpeg4Vops() if codec == "mpeg4" else None
+        self.packets = 0
+        self.keyframe_packets: list[int] = []
+
+    def add(self, packet) -> None:
+        if self.vops is not None:
+            self.vops.add(bytes(packet))
+        if packet.is_keyframe:
+            self.keyframe_packets.append(self.packets)
+        self.packets += 1
+
+    @property
+    def frames(self) -> int:
+        if self.vops is not None:
+            return self.vops.frames
+        return self.packets
+
+    @property
+    def keyframe_slots(self) -> np.ndarray:
+        if self.vops is not None:
+            return np.asarray(self.vops.keyframe_slots, np.int64)
+        return np.asarray(self.keyframe_packets, np.int64)
+
+
+def order_layout(path: str) -> _OrderLayout:
+    """:class:`_OrderLayout` of the first video stream of ``path`` (demux only)."""
+    import av
+
+    with av.open(path, metadata_errors="ignore") as container:
+        stream = container.streams.video[0]
+        layout = _OrderLayout(stream.codec_context.name)
+        try:
+            for packet in container.demux(stream):
+                if packet.size and not packet.is_discard:
+                    layout.add(packet)
+        except Exception:  # a demux error: the packets before it are what the file has
+            pass
+    return layout
 
 
 def strictly_increasing(values) -> bool:

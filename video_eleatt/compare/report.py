@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from video_eleatt.compare import plots
+from video_eleatt.compare.early import write_early_recognition
 from video_eleatt.compare.markdown import ReportContent, render_markdown
 from video_eleatt.compare.results import RunResult
 from video_eleatt.compare.rows import (
@@ -230,6 +231,8 @@ def write_report(
     files.append(_write_per_class_csv(results, plan, output_dir / "per_class.csv"))
     figures = _write_figures(results, plan, figures_dir, comparable)
     files += [path for _, path in figures]
+    early_files, early_section = write_early_recognition(results, plan, output_dir, figures_dir)
+    files += early_files
 
     content = ReportContent(
         results=results,
@@ -242,7 +245,7 @@ def write_report(
         figures=figures,
     )
     report_path = output_dir / "report.md"
-    report_path.write_text(render_markdown(content))
+    report_path.write_text("\n".join([render_markdown(content), "", *early_section]))
     files.insert(0, report_path)
     return ReportOutcome(
         output_dir=output_dir,

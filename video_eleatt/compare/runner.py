@@ -203,6 +203,7 @@ def build_result(
             "test_loop_videos_per_s": metrics.get("inference_videos_per_s"),
             "inference": inference_speed,
             "dataset": metrics.get("dataset"),
+            "early_recognition": metrics.get("early_recognition"),
         },
     )
 

@@ -679,6 +679,18 @@ def test_damaged_video_keeps_its_clean_frames_and_records_the_loss(tmp_path, cap
     assert read_indices(frames.numpy()) == clean
 
 
+def test_a_lost_fraction_outside_0_1_is_refused_before_any_work(tmp_path, capsys):
+    write_video_folder(tmp_path / "videos", ["a.mp4"], num_frames=12, fps=8.0)
+    argv = [*_argv(tmp_path / "videos", tmp_path / "out"), "--max_lost_fraction", "1.5"]
+    with pytest.raises(SystemExit) as caught:
+        extract_main(argv)
+    assert caught.value.code == 2
+    assert "max_lost_fraction must be a share of a video's frames, in [0, 1]; got 1.5" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_rows_an_older_decode_revision_failed_or_cut_are_decoded_again(tmp_path):
     videos = tmp_path / "videos"
     write_video_folder(videos, ["a.mp4", "b.mp4", "c.mp4"], num_frames=12, fps=8.0)

@@ -170,7 +170,13 @@ def expand_bare_flags(argv: list[str], flags: Sequence[str] = BARE_FLAGS) -> lis
 def config_from_namespace(parser: ArgumentParser, namespace: Any) -> ExtractConfig:
     """The :class:`ExtractConfig` of a namespace parsed by :func:`extract_parser`."""
     namespace = parser.instantiate(namespace)
-    return ExtractConfig(**{f.name: getattr(namespace, f.name) for f in fields(ExtractConfig)})
+    config = ExtractConfig(**{f.name: getattr(namespace, f.name) for f in fields(ExtractConfig)})
+    if not 0.0 <= config.max_lost_fraction <= 1.0:
+        parser.error(
+            f"max_lost_fraction must be a share of a video's frames, in [0, 1]; got "
+            f"{config.max_lost_fraction} (0.5 fails a video that loses more than half)"
+        )
+    return config
 
 
 def parse_extract_config(argv: list[str]) -> ExtractConfig:

@@ -189,6 +189,7 @@ def test_thorough_reports_disagreements_as_warnings_and_damage_with_its_counts(t
     write_index_video(folder / "clean.mp4", 12, fps=8.0)
     write_conformance_video(folder, "vfr_gap_mp4")  # 25 fps with a 1 s pause after frame 29
     write_conformance_video(folder, "mpeg4_packed2_avi")
+    write_conformance_video(folder, "mpeg4_nvop_avi")  # 31 chunks, 30 frames: not damage
     damaged = write_conformance_video(folder, "h264_zeroed_middle")  # frames 24-39 lost
     output = tmp_path / "thorough.tsv"
     argv = ["--videos", str(folder), "--thorough", "--output", str(output), "--strict"]
@@ -213,13 +214,16 @@ def test_thorough_reports_disagreements_as_warnings_and_damage_with_its_counts(t
     status, detail = report["mpeg4_packed2_avi.avi"]
     assert status == "ok" and "packed B-frames (DivX/Xvid packed bitstream" in detail
     assert "decoded 60 of 60 frames" in detail
+    status, detail = report["mpeg4_nvop_avi.avi"]
+    assert status == "ok" and "1 not-coded VOPs (N-VOPs, DivX's drop-frame placeholders)" in detail
+    assert "decoded 30 of 30 frames" in detail and "packed" not in detail
     # every frame decoded; the extraction's own sampling (fps 8) is applied to the timestamps
     assert report["clean.mp4"] == (
         "ok",
         "decoded 12 of 12 frames [0, 1, 2, 3, ..., 10, 11] at 8.000 fps, 64x48; "
         "the extraction's sampling picks 12",
     )
-    assert "2 ok, 2 warning, 1 damaged, 0 failed" in capsys.readouterr().out
+    assert "3 ok, 2 warning, 1 damaged, 0 failed" in capsys.readouterr().out
 
     assert check(*argv, "--on_damage", "fail") == 1  # the strict behaviour
     status, detail = read_report(output)["h264_zeroed_middle.mp4"]

@@ -99,6 +99,8 @@ class ContainerProbe:
         error: why the demux stopped early (the counts cover the packets before it).
         packed_bframes: an MPEG-4 Part 2 stream in DivX/Xvid's "packed bitstream"
             (``DivX503b1393p``-style user data, or two VOPs in one packet).
+        not_coded: packets of a plain (not packed) MPEG-4 Part 2 stream that hold only
+            not-coded VOPs (N-VOPs, DivX's "drop frame" placeholders): they show no frame.
     """
 
     format_name: str
@@ -111,6 +113,7 @@ class ContainerProbe:
     rate: float | None = None
     error: str | None = None
     packed_bframes: bool = False
+    not_coded: int = 0
 
 
 def probe_container(path: str | Path) -> ContainerProbe:
@@ -136,7 +139,7 @@ def probe_container(path: str | Path) -> ContainerProbe:
             for packet in container.demux(stream):
                 if not packet.size:
                     continue  # the flush packet demux ends with
-                if vops is not None and not vops.packed:
+                if vops is not None:
                     vops.add(bytes(packet))
                 if packet.is_discard:
                     discarded += 1
@@ -162,6 +165,7 @@ def probe_container(path: str | Path) -> ContainerProbe:
             rate=float(rate) if rate else None,
             error=error,
             packed_bframes=vops is not None and vops.packed,
+            not_coded=vops.not_coded_packets if vops is not None and not vops.packed else 0,
         )
 
 
@@ -423,11 +427,17 @@ def thorough_findings(
                 "packed B-frames (DivX/Xvid packed bitstream, as in UCF101 and HMDB51): "
                 "decoded in order, frames known by position; nothing to fix"
             )
-        if not info.damaged and probe.packets != decoded:
+        if probe.not_coded:
+            notes.append(
+                f"{probe.not_coded} not-coded VOPs (N-VOPs, DivX's drop-frame placeholders) "
+                "show no frame"
+            )
+        if not info.damaged and probe.packets - probe.not_coded != decoded:
             warnings.append(
                 f"{decoded} frames decode but the container has {probe.packets} packets"
             )
-        if probe.header_frames and probe.header_frames not in (in_file, in_file + probe.discarded):
+        counted = (in_file, in_file + probe.discarded, in_file + probe.not_coded)
+        if probe.header_frames and probe.header_frames not in counted:
             warnings.append(
                 f"the header says {probe.header_frames} frames (stream.frames), "
                 f"{in_file} are in the file"

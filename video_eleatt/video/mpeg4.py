@@ -64,6 +64,11 @@ class Mpeg4Vops:
         return not_coded
 
     @property
+    def not_coded_packets(self) -> int:
+        """Packets read so far that hold only not-coded VOPs."""
+        return sum(1 for _, _, not_coded in self._packets if not_coded)
+
+    @property
     def frames(self) -> int:
         """Frames a decoder shows for the packets read so far."""
         if self.packed:

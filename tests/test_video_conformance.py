@@ -72,6 +72,7 @@ EXPECTED_FRAMES = {
     "mpeg4_packed2_avi": 60,
     "mpeg4_packed_long_avi": 900,
     "mpeg4_nvop_avi": 30,  # 31 chunks: an N-VOP shows nothing
+    "h264_bframes_avi": 80,
 }
 # kind -> (non-empty packets, frames FFmpeg outputs, frames before the first decode error,
 # the frames lost: the damaged ones and those decoded from them up to the next keyframe)

@@ -932,6 +932,24 @@ def _mpeg4_packed_damaged_avi(path: Path) -> Path:
     return path
 
 
+def _h264_bframes_avi(path: Path) -> Path:
+    """H.264 with B-frames (up to 3, GOP 24) in AVI, 80 frames at 25 fps.
+
+    AVI has no presentation times: FFmpeg labels the frames, in the right order, with pts
+    1, 4, 3, 5, 2, 8, 7, 9, 6, ... (decode-order guesses), so only the output order says
+    which frame is which.
+    """
+    rate = fractions.Fraction(25)
+    return _encode(
+        path,
+        _index_images(80),
+        codec="libx264",
+        rate=rate,
+        time_base=1 / rate,
+        options=_X264_BFRAMES,
+    )
+
+
 _CONFORMANCE_WRITERS = {
     "mpeg4_bframes_avi": (".avi", _mpeg4_bframes_avi),
     "h264_bframes_mp4": (".mp4", _h264_bframes_mp4),
@@ -950,6 +968,7 @@ _CONFORMANCE_WRITERS = {
     "mpeg4_packed2_avi": (".avi", _mpeg4_packed2_avi),
     "mpeg4_packed_long_avi": (".avi", _mpeg4_packed_long_avi),
     "mpeg4_nvop_avi": (".avi", _mpeg4_nvop_avi),
+    "h264_bframes_avi": (".avi", _h264_bframes_avi),
 }
 _DAMAGED_WRITERS = {
     "h264_slice_errors": (".mp4", _h264_slice_errors),

@@ -167,6 +167,13 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.stream and (args.stall_timeout_s <= 0 or args.num_states < 1):
+        print(
+            f"video-eleatt predict: error: --stall_timeout_s {args.stall_timeout_s} and "
+            f"--num_states {args.num_states}: expected a positive number of seconds and >= 1",
+            file=sys.stderr,
+        )
+        return 2
     if args.stream and args.state_policy not in POLICIES:
         print(
             f"video-eleatt predict: error: --state_policy {args.state_policy!r}: choose one of "

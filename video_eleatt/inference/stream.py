@@ -79,6 +79,8 @@ def stream_settings(
     of frames per clip) and ``all``, it is the median over the cache's videos of steps per
     second of video, read from the feature cache the checkpoint names. The clip length is
     the protocol's ``num_steps`` for window/segment training, else the median cached length.
+    A model trained on ``segments`` (``num_steps`` steps spread over each whole video) saw
+    its steps ``median length / num_steps`` cached steps apart: the rate is divided by that.
 
     Args:
         predictor: From :func:`~video_eleatt.inference.predict.load_predictor`.
@@ -95,9 +97,10 @@ def stream_settings(
     if rate is None and sampling.mode == "fps":
         rate = float(sampling.fps)
         origin.append(f"rate {rate:g}/s from the cache's fps sampling")
+    segments = protocol.get("train_sampling") == "segments"
     if protocol.get("train_sampling") in ("window", "segments") and trained_steps is None:
         trained_steps = int(protocol["num_steps"])
-    if rate is None or trained_steps is None:
+    if rate is None or trained_steps is None or segments:
         cache_dir = predictor.cache_dir
         try:
             cache = FeatureCache(cache_dir)
@@ -119,6 +122,9 @@ def stream_settings(
     if rate is None:
         rate = statistics.median(steps_per_s)
         origin.append(f"rate {rate:.3g}/s: median steps/s of {len(steps_per_s)} cached videos")
+        if segments and statistics.median(lengths) > trained_steps:
+            rate *= trained_steps / statistics.median(lengths)
+            origin.append(f"{rate:.3g}/s for {trained_steps} segments per video")
     if trained_steps is None:
         trained_steps = int(statistics.median(lengths))
         origin.append(f"clip length {trained_steps}: median of {len(lengths)} cached videos")

@@ -128,6 +128,7 @@ class FrameStream:
         self._thread: threading.Thread | None = None
         self._emitted = 0
         self._last_time = 0.0
+        self._limit_reached = False
 
     # ------------------------------------------------------------------ consumer side
 
@@ -165,7 +166,7 @@ class FrameStream:
                 self._last_time = payload.time
                 yield payload
             elif kind == "end":
-                if self.live and not self._stop.is_set():
+                if self.live and not self._stop.is_set() and not self._limit_reached:
                     raise StreamError(
                         f"{self.source}: the live source ended (dropped out) after "
                         f"{self._emitted} sampled frames ({self._last_time:.2f} s); check the "
@@ -286,6 +287,7 @@ class FrameStream:
         image = None
         for step, sample_time in sampler.until(until):
             if self.max_frames is not None and step >= self.max_frames:
+                self._limit_reached = True
                 return False
             if image is None:
                 image = frame.to_ndarray(format="rgb24")

@@ -14,6 +14,7 @@ implies, the timestamps show the gap, and ``on_damage="fail"`` fails at the firs
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -73,6 +74,7 @@ EXPECTED_FRAMES = {
     "mpeg4_packed_long_avi": 900,
     "mpeg4_nvop_avi": 30,  # 31 chunks: an N-VOP shows nothing
     "h264_bframes_avi": 80,
+    "mpeg4_bframes_long_avi": 600,
 }
 # kind -> (non-empty packets, frames FFmpeg outputs, frames before the first decode error,
 # the frames lost: the damaged ones and those decoded from them up to the next keyframe)
@@ -150,7 +152,12 @@ def test_conformance_video_shows_frame_i_as_i(videos, kind):
     assert truth.times[0] == 0.0 and (np.diff(truth.times) > 0).all()
     assert np.isfinite(truth.rate) and truth.rate > 0
     assert truth.rotation == (90 if kind == "rotated90_mp4" else 0)
-    size = {"rotated90_mp4": ROTATED_SIZE, "odd_size": ODD_SIZE, "mpeg4_packed_long_avi": (32, 32)}
+    size = {
+        "rotated90_mp4": ROTATED_SIZE,
+        "odd_size": ODD_SIZE,
+        "mpeg4_packed_long_avi": (32, 32),
+        "mpeg4_bframes_long_avi": (32, 32),
+    }
     size = size.get(kind, (64, 48))
     assert truth.size == size
 
@@ -375,7 +382,8 @@ def test_mostly_damaged_video_fails_over_the_limit(videos):
 
 def test_sparse_frames_of_a_long_packed_avi_are_exact(videos):
     # FFmpeg's seek into a packed AVI lands after the keyframe and drops P-frames: the reader
-    # must not seek there, and every sparse frame must still be the one asked for
+    # must not seek there (no seek points), and every sparse frame must still be the one asked
+    # for
     path, _ = videos("mpeg4_packed_long_avi")
     reader = VideoReader(path)
     indices = np.array([5, 299, 300, 301, 450, 601, 899])
@@ -385,6 +393,44 @@ def test_sparse_frames_of_a_long_packed_avi_are_exact(videos):
     config = SamplingConfig(mode="fps", fps=0.5)
     indices = sample_frame_indices(900, 25.0, config, reader.frame_timestamps())
     assert _decode(VideoReader(path), indices)[1] == indices.tolist()
+
+
+def test_a_plain_mpeg4_avi_is_sought_and_every_landing_checked(videos, monkeypatch):
+    # a plain (not packed) AVI: keyframes placed from its packets, each landing checked by
+    # FFmpeg's labels; the sequential path must not be needed
+    path, _ = videos("mpeg4_bframes_long_avi")
+    indices = np.array([5, 99, 100, 101, 250, 401, 599])
+    reader = VideoReader(path)
+    assert reader.seek_for(indices)
+
+    def no_fallback(self, wanted):
+        raise AssertionError(f"the seek path handed frames {wanted.tolist()} to decoding")
+
+    monkeypatch.setattr(VideoReader, "_sequential_frames", no_fallback)
+    got_indices, got_ids = _decode(reader, indices)
+    assert got_indices == indices.tolist() and got_ids == indices.tolist()
+    config = SamplingConfig(mode="uniform", num_frames=8)
+    indices = sample_frame_indices(600, 25.0, config, reader.frame_timestamps())
+    assert _decode(VideoReader(path), indices)[1] == indices.tolist()
+
+
+def test_a_seek_that_lands_elsewhere_hands_over_to_decoding(videos, monkeypatch):
+    # the keyframe table is wrong by a GOP: the landing check sees it and decodes instead
+    from video_eleatt.video import frame_table
+
+    container_table = frame_table.container_table
+
+    def shifted(container, stream, by_pts=True):
+        table = container_table(container, stream, by_pts)
+        points = np.concatenate([table.seek_points[:1], table.seek_points[2:], [10**6]])
+        return dataclasses.replace(table, seek_points=points)
+
+    monkeypatch.setattr(frame_table, "container_table", shifted)
+    path, _ = videos("mpeg4_bframes_long_avi")
+    indices = np.array([150, 450])
+    reader = VideoReader(path)
+    assert reader.seek_for(indices)
+    assert _decode(reader, indices)[1] == [150, 450]
 
 
 def test_packed_avi_in_one_chunk_and_one_at_a_time(videos):

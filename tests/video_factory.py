@@ -950,6 +950,27 @@ def _h264_bframes_avi(path: Path) -> Path:
     )
 
 
+def _mpeg4_bframes_long_avi(path: Path) -> Path:
+    """A long plain (not packed) MPEG-4 Part 2 AVI for sparse requests: 600 frames (24 s at
+    25 fps), 32x32, two B-frames, an I-frame every 100 frames (open GOPs).
+
+    After a seek to an I-VOP's chunk FFmpeg drops the open GOP's leading B-frames and outputs
+    the I-frame first, labelled (pts) like in a front-to-back decode: frame i is labelled
+    i + 1 either way, which lets a reader check where a seek landed.
+    """
+    rate = fractions.Fraction(25)
+    return _encode(
+        path,
+        _index_images(600, (32, 32)),
+        codec="mpeg4",
+        rate=rate,
+        time_base=1 / rate,
+        max_b_frames=2,
+        gop_size=100,
+        options={"sc_threshold": "1000000000"},
+    )
+
+
 _CONFORMANCE_WRITERS = {
     "mpeg4_bframes_avi": (".avi", _mpeg4_bframes_avi),
     "h264_bframes_mp4": (".mp4", _h264_bframes_mp4),
@@ -969,6 +990,7 @@ _CONFORMANCE_WRITERS = {
     "mpeg4_packed_long_avi": (".avi", _mpeg4_packed_long_avi),
     "mpeg4_nvop_avi": (".avi", _mpeg4_nvop_avi),
     "h264_bframes_avi": (".avi", _h264_bframes_avi),
+    "mpeg4_bframes_long_avi": (".avi", _mpeg4_bframes_long_avi),
 }
 _DAMAGED_WRITERS = {
     "h264_slice_errors": (".mp4", _h264_slice_errors),

@@ -81,6 +81,7 @@ from video_eleatt.video.frame_table import (
     first_line,
     seek_cost,
 )
+from video_eleatt.video.images import chunked, display_rotation, output_size, upright
 from video_eleatt.video.info import (  # re-exported: the names callers import from here
     DECODE_REVISION,
     DECODE_VERSION,
@@ -169,6 +170,7 @@ class VideoReader:
         self._num_threads = num_threads
         self._strict = on_damage == "fail"
         self._reformatter = None
+        self._label_offset: int | None = None
         if not os.path.exists(self.path):
             raise VideoDecodeError(f"cannot open {self.path}: no such file")
         if os.path.isdir(self.path):
@@ -198,7 +200,7 @@ class VideoReader:
         first, self.rotation = self._first_frame()
         self._timestamps, timestamps_source, self._fps, lost_times = self._times()
         self._resized = width > 0 or height > 0
-        out_height, out_width = _output_size(first.shape[0], first.shape[1], width, height)
+        out_height, out_width = output_size(first.shape[0], first.shape[1], width, height)
         self.info = VideoInfo(
             path=self.path,
             num_frames=self._num_frames,
@@ -266,8 +268,10 @@ class VideoReader:
                     f"cannot open {self.path} as a video: no frame decodes ({reason})",
                     decodable_frames=0,
                 )
-            rotation = _rotation(frame)
-            return _upright(self._rgb(frame), rotation), rotation
+            # frame 0's label: the seek path of a plain MPEG-4 AVI checks its landing by it
+            self._label_offset = frame.pts if self._table.pts is None else None
+            rotation = display_rotation(frame)
+            return upright(self._rgb(frame), rotation), rotation
 
     def _times(self) -> tuple[np.ndarray, str, float, np.ndarray]:
         """Frame start times (s, from the first frame or lost frame), where they come from,
@@ -359,19 +363,22 @@ class VideoReader:
         indices = np.sort(self.clamp(frame_indices))
         if len(indices) == 0:
             return
-        yield from _chunked(
+        yield from chunked(
             indices, self._unique_frames(np.unique(indices)), chunk_size, self._output_shape()
         )
 
     def seek_for(self, frame_indices: np.ndarray) -> bool:
         """True when :meth:`iter_frames` seeks for these sorted indices instead of decoding all.
 
-        Seeking needs frames known by pts (never AVI) and keyframes between the wanted frames,
-        and is chosen when it decodes at most :data:`SEEK_MAX_COST_SHARE` of the frames the
-        sequential path decodes (up to the last wanted frame).
+        Seeking needs frames known by pts, or a plain MPEG-4 Part 2 AVI (never a packed one:
+        :attr:`FrameTable.seek_points`), and keyframes between the wanted frames; it is chosen
+        when it decodes at most :data:`SEEK_MAX_COST_SHARE` of the frames the sequential path
+        decodes (up to the last wanted frame).
         """
         table = self._table
-        if table.pts is None or self._is_avi or len(table.keyframes) < 2:
+        by_pts = table.pts is not None and not self._is_avi
+        by_order = table.seek_points is not None and self._label_offset is not None
+        if not (by_pts or by_order) or len(table.keyframes) < 2:
             return False
         if len(frame_indices) == 0:
             return False
@@ -392,8 +399,9 @@ class VideoReader:
         sequentially for whatever a seek did not deliver as expected."""
         done = -1
         if self.seek_for(wanted):
+            seek = self._seek_frames if self._table.pts is not None else self._seek_in_order
             try:
-                for index, image in self._seek_frames(wanted):
+                for index, image in seek(wanted):
                     yield index, image
                     done = index
                 return
@@ -406,7 +414,7 @@ class VideoReader:
 
     def _convert(self, frame) -> np.ndarray:
         """One decoded frame as uint8 (H, W, 3) RGB, upright, at the output size."""
-        image = _upright(self._rgb(frame), self.rotation)
+        image = upright(self._rgb(frame), self.rotation)
         if self._resized:
             height, width = self._output_shape()
             if image.shape[:2] != (height, width):
@@ -547,6 +555,42 @@ class VideoReader:
                 except _Damage as damage:
                     raise _SeekSurprise(damage.reason) from damage
 
+    def _seek_in_order(self, wanted: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, frame) of each wanted index of a plain MPEG-4 AVI, seeking to the I-VOP
+        packet before each (:attr:`FrameTable.seek_points`).
+
+        A frame is its keyframe's slot plus the frames output since; each must carry FFmpeg's
+        label for that position (frame 0's label plus the position), and the first output after
+        a seek must be the keyframe. Anything else raises :class:`_SeekSurprise`.
+        """
+        table, offset = self._table, self._label_offset
+        assert table.seek_points is not None and offset is not None
+        with self._open() as (container, stream):
+            frames, position, landing = None, -1, False
+            for target in wanted.tolist():
+                point = int(np.searchsorted(table.keyframes, target, "right") - 1)
+                keyframe = int(table.keyframes[point])
+                if frames is None or keyframe > position + 1 or target <= position:
+                    try:
+                        container.seek(int(table.seek_points[point]), stream=stream, backward=True)
+                    except Exception as err:
+                        raise _SeekSurprise(first_line(err)) from err
+                    frames, position, landing = self._clean(container, stream), keyframe - 1, True
+                try:
+                    for _, frame in frames:
+                        if landing and not frame.key_frame:
+                            raise _SeekSurprise(f"the seek for frame {keyframe} missed its I-frame")
+                        landing, position = False, position + 1
+                        if frame.pts is None or frame.pts - position != offset:
+                            raise _SeekSurprise(f"frame {position} is labelled {frame.pts}")
+                        if position == target:
+                            yield target, self._convert(frame)
+                            break
+                    else:
+                        raise _SeekSurprise(f"the decoder ended before frame {target}")
+                except _Damage as damage:
+                    raise _SeekSurprise(damage.reason) from damage
+
     def _raise_gap(self, position: int, wanted: np.ndarray) -> None:
         """The decoder never output frame ``position``: damage the table did not know."""
         reason = "the decoder skipped this frame (a damaged packet)"
@@ -592,63 +636,6 @@ class _Damage(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def _chunked(
-    indices: np.ndarray,
-    frames: Iterator[tuple[int, np.ndarray]],
-    chunk_size: int,
-    shape: tuple[int, int],
-) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """Sorted ``indices`` (repeats allowed) in chunks, from unique (index, frame) pairs."""
-    height, width = shape
-    chunk_start = 0
-    chunk = np.empty((min(chunk_size, len(indices)), height, width, 3), np.uint8)
-    position = 0
-    for index, image in frames:
-        while position < len(indices) and indices[position] == index:
-            chunk[position - chunk_start] = image
-            position += 1
-            if position - chunk_start == len(chunk):
-                yield indices[chunk_start:position], torch.from_numpy(chunk)
-                chunk_start = position
-                remaining = min(chunk_size, len(indices) - position)
-                chunk = np.empty((remaining, height, width, 3), np.uint8)
-    for _ in frames:  # the sequential path checks the rest of the file
-        pass
-    if position < len(indices):
-        raise RuntimeError(f"decoded {position} of {len(indices)} frames")  # a bug, not input
-
-
-def _rotation(frame) -> int:
-    """The clockwise turn (0, 90, 180, 270) that makes a decoded frame upright.
-
-    FFmpeg's display matrix angle (``frame.rotation``) is counterclockwise: a phone video
-    tagged ``rotate=90`` reads -90 and is turned 90 degrees clockwise, as ffmpeg's
-    ``autorotate`` does.
-    """
-    try:
-        angle = float(frame.rotation or 0)
-    except Exception:
-        return 0
-    return round(-angle / 90.0) * 90 % 360
-
-
-def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
-    """(H, W, 3) turned ``rotation`` degrees clockwise."""
-    if rotation == 0:
-        return image
-    return np.ascontiguousarray(np.rot90(image, k=-rotation // 90))
-
-
-def _output_size(height: int, width: int, out_width: int, out_height: int) -> tuple[int, int]:
-    if out_width > 0 and out_height > 0:
-        return out_height, out_width
-    if out_width > 0:
-        return max(1, round(height * out_width / width)), out_width
-    if out_height > 0:
-        return out_height, max(1, round(width * out_height / height))
-    return height, width
 
 
 def read_frames(

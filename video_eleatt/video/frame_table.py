@@ -104,6 +104,9 @@ class FrameTable:
         lost_pts: int64 sorted pts of the lost frames (known by pts), else empty.
         lost_slots: int64 sorted slots of the lost frames (known by output order), else empty.
         first_error: (position of the first lost frame among the frames, its reason), or None.
+        seek_points: for frames known by output order, the container timestamp to seek to for
+            each of ``keyframes``, where seeking lands on a known frame (a plain MPEG-4 Part 2
+            AVI); None: no seeking (frames known by pts seek to their own pts).
     """
 
     pts: np.ndarray | None
@@ -114,6 +117,7 @@ class FrameTable:
     lost_pts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     lost_slots: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     first_error: tuple[int, str] | None = None
+    seek_points: np.ndarray | None = None
     frames: int = -1  # clean frames (set by the constructors)
 
     def __len__(self) -> int:
@@ -244,7 +248,11 @@ def container_table(container, stream, by_pts: bool = True) -> FrameTable | None
         return None
     if layout is not None:
         count = layout.frames
-        return FrameTable(None, np.zeros(1, np.int64), count, frames=count)
+        seekable = layout.seek_points()
+        if seekable is None:
+            return FrameTable(None, np.zeros(1, np.int64), count, frames=count)
+        keyframes, seek_points = seekable
+        return FrameTable(None, keyframes, count, seek_points=seek_points, frames=count)
     ordered = np.sort(np.asarray(pts, np.int64))
     if not strictly_increasing(ordered):
         return None
@@ -388,13 +396,33 @@ class _OrderLayout:
         self.vops = Mpeg4Vops() if codec == "mpeg4" else None
         self.packets = 0
         self.keyframe_packets: list[int] = []
+        self.intra_dts: list[int | None] = []  # MPEG-4: the dts of each I-VOP packet
 
     def add(self, packet) -> None:
         if self.vops is not None:
-            self.vops.add(bytes(packet))
+            data = bytes(packet)
+            self.vops.add(data)
+            if is_intra(data):
+                self.intra_dts.append(packet.dts)
         if packet.is_keyframe:
             self.keyframe_packets.append(self.packets)
         self.packets += 1
+
+    def seek_points(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(keyframe slots, dts to seek to)`` where a seek can land on a known frame: a plain
+        MPEG-4 Part 2 stream (not packed, no N-VOPs) whose first frame is a keyframe; else None.
+
+        In a packed stream FFmpeg drops every P-frame after a seek, and an N-VOP shifts the
+        frame labels the seek path checks its landing by.
+        """
+        vops = self.vops
+        if vops is None or vops.packed or vops.not_coded_packets:
+            return None
+        slots = vops.keyframe_slots
+        dts = self.intra_dts
+        if len(slots) != len(dts) or not slots or slots[0] != 0 or None in dts:
+            return None
+        return np.asarray(slots, np.int64), np.asarray(dts, np.int64)
 
     @property
     def frames(self) -> int:

@@ -76,7 +76,7 @@ def test_stepping_with_carried_state_matches_the_reference(eleatt, plain, poolin
         )
         running = model.running_scores(x)
         whole = model(x)
-    assert state.num_steps == 9
+    assert state.num_steps.tolist() == [9, 9, 9]
     assert_close(stepped, expected, atol=1e-10, name="stepped one frame at a time")
     assert_close(chunked, expected, atol=1e-10, name="stepped in two chunks")
     assert_close(running, expected, atol=1e-10, name="running_scores")
@@ -120,3 +120,28 @@ def test_stack_states_of_the_wrong_length_are_refused():
     state.layers = state.layers[:2]
     with pytest.raises(ValueError, match=r"holds 2 layer state.*has 3 layers"):
         model.step(torch.zeros(1, 6, dtype=torch.float64), state)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_resetting_some_streams_starts_them_afresh_and_leaves_the_others(pooling):
+    """Streams of one batch restarted at different steps (the staggered state policy): each
+    gets the running scores of its own sequence from its restart on."""
+    model = make_model(1, 1, pooling)
+    x = torch.randn(2, 8, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    restart = 3  # stream 1 restarts before step 3; stream 0 runs on
+    with torch.no_grad():
+        state, frames = None, []
+        for t in range(8):
+            if t == restart:
+                state = state.reset(torch.tensor([False, True]))
+            scores, state = model.step(x[:, t], state)
+            frames.append(scores)
+    stepped = torch.stack(frames, dim=1)
+    assert_close(stepped[0], reference_running_scores(model, x[:1])[0], atol=1e-10, name="kept")
+    assert_close(
+        stepped[1, restart:],
+        reference_running_scores(model, x[1:, restart:])[0],
+        atol=1e-10,
+        name="restarted",
+    )
+    assert state.num_steps.tolist() == [8, 8 - restart]

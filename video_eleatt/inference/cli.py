@@ -36,6 +36,7 @@ import json
 import sys
 from typing import IO
 
+import torch
 from jsonargparse import ArgumentError, ArgumentParser
 
 from video_eleatt.fileio import atomic_write_text
@@ -120,6 +121,13 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--max_steps", type=int | None, default=None, help="--stream: stop after this many steps"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="--stream: torch threads; one frame at a time gains little from more, and on a "
+        "busy machine a second one mostly waits (README, streaming latency)",
+    )
     parser.add_argument("--top_k", type=int, default=5, help="classes shown per video")
     parser.add_argument(
         "--attention_overlay",
@@ -167,10 +175,11 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.stream and (args.stall_timeout_s <= 0 or args.num_states < 1):
+    if args.stream and (args.stall_timeout_s <= 0 or args.num_states < 1 or args.threads < 1):
         print(
-            f"video-eleatt predict: error: --stall_timeout_s {args.stall_timeout_s} and "
-            f"--num_states {args.num_states}: expected a positive number of seconds and >= 1",
+            f"video-eleatt predict: error: --stall_timeout_s {args.stall_timeout_s}, "
+            f"--num_states {args.num_states}, --threads {args.threads}: expected a positive "
+            "number of seconds, >= 1 and >= 1",
             file=sys.stderr,
         )
         return 2
@@ -231,6 +240,15 @@ def main(argv: list[str]) -> int:
 
 def stream_main(args, predictor: Predictor) -> int:
     """``--stream``: one JSON line per step on stdout (and ``--output``), then the timeline."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _stream(args, predictor)
+    finally:
+        torch.set_num_threads(threads)  # main() may be called in a longer-lived process
+
+
+def _stream(args, predictor: Predictor) -> int:
     try:
         settings = stream_settings(predictor, args.stream_rate, args.stream_window)
         classifier = StreamClassifier(

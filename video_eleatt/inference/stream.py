@@ -16,8 +16,8 @@ longer. :class:`StatePolicy` decides which state the prediction comes from:
   (right after a reset it has seen only a step or two);
 - ``staggered`` (the default): ``K`` states started ``L / K`` steps apart, each reset after
   ``L`` steps; the prediction is the oldest one's, so it always rests on the last
-  ``L - L/K + 1`` to ``L`` steps, as the model was trained. ``K`` states cost ``K`` recurrent
-  steps per frame (the backbone still runs once).
+  ``L - L/K + 1`` to ``L`` steps, as the model was trained. The ``K`` states are stepped as
+  one batch of ``K`` (about the cost of one; the backbone runs once per frame).
 
 ``scripts/stream_policies.py`` measured them on long videos of concatenated demo clips
 (segment accuracy and lag after each change; figures in the README), which chose the default.
@@ -158,28 +158,27 @@ class StatePolicy:
         self.policy = policy
         self.window = window
         count = 1 if policy != "staggered" else min(num_states, window)
-        self.offsets = [round(j * window / count) for j in range(count)]
-        self.states: list[OnlineState | None] = [None] * count
-        self.ages = [0] * count
+        # State j starts at step offsets[j]; all K states are stepped as one batch of K.
+        self.offsets = torch.tensor([round(j * window / count) for j in range(count)])
+        self.state: OnlineState | None = None
         self.steps = 0
 
     @torch.no_grad()
     def step(self, feature: Tensor) -> tuple[Tensor, int]:
         """One frame's features (1, D) -> (logits (C,), steps behind the prediction)."""
-        for j, offset in enumerate(self.offsets):
-            since = self.steps - offset
-            if since >= 0 and self.policy != "carry" and since % self.window == 0:
-                self.states[j], self.ages[j] = None, 0
-        best, logits = -1, None
-        for j, offset in enumerate(self.offsets):
-            if self.steps < offset:
-                continue
-            scores, self.states[j] = self.classifier.step(feature, self.states[j])
-            self.ages[j] += 1
-            if self.ages[j] > best:
-                best, logits = self.ages[j], scores[0]
+        count = len(self.offsets)
+        since = self.steps - self.offsets  # (K,) steps since each state's first start
+        if self.state is None:
+            self.state = self.classifier.initial_state(count)
+        elif self.policy != "carry":
+            restart = (since >= 0) & (since % self.window == 0)
+            if bool(restart.any()):
+                self.state = self.state.reset(restart.to(self.state.num_steps.device))
+        scores, self.state = self.classifier.step(feature.expand(count, -1), self.state)
+        ages = torch.where(since.to(self.state.num_steps.device) >= 0, self.state.num_steps, -1)
+        oldest = int(ages.argmax())
         self.steps += 1
-        return logits, best
+        return scores[oldest], int(ages[oldest])
 
 
 @dataclass

@@ -97,12 +97,29 @@ class OnlineState:
     Attributes:
         layers: The state of every recurrent layer after the last step, in order.
         hidden_sum: (B, N) the sum of the last layer's outputs so far (pooling ``"mean"``).
-        num_steps: Steps seen so far.
+        num_steps: (B,) int64 steps seen so far by each stream.
     """
 
     layers: list[State]
     hidden_sum: Tensor
-    num_steps: int
+    num_steps: Tensor
+
+    def reset(self, rows: Tensor) -> OnlineState:
+        """The state with the streams where ``rows`` (B,) bool is True started afresh."""
+        keep = (~rows).unsqueeze(1)  # (B, 1)
+
+        def cleared(tensor: Tensor) -> Tensor:
+            return torch.where(keep, tensor, 0.0)
+
+        layers: list[State] = [
+            (cleared(s[0]), cleared(s[1])) if isinstance(s, tuple) else cleared(s)
+            for s in self.layers
+        ]
+        return OnlineState(
+            layers=layers,
+            hidden_sum=cleared(self.hidden_sum),
+            num_steps=torch.where(rows, 0, self.num_steps),
+        )
 
 
 class SequenceClassifier(nn.Module):
@@ -233,18 +250,20 @@ class SequenceClassifier(nn.Module):
             scores = torch.where(valid.unsqueeze(2), scores, 0.0)
         return scores
 
-    def _pooled_steps(self, hidden: Tensor, hidden_sum: Tensor, steps_before: int) -> Tensor:
+    def _pooled_steps(
+        self, hidden: Tensor, hidden_sum: Tensor, steps_before: Tensor | int
+    ) -> Tensor:
         """Per-step running logits (B, T, C) of the stack's output (B, T, N), given the sum of
-        the ``steps_before`` earlier outputs (pooling "mean")."""
+        the ``steps_before`` ((B,) or one int) earlier outputs (pooling "mean")."""
         if self.config.pooling == "last":
             pooled = hidden
         else:
             # Padded steps come after the valid ones, so the cumulative sums at valid steps
             # are sums over valid steps only.
-            counts = torch.arange(
-                steps_before + 1, steps_before + hidden.shape[1] + 1, device=hidden.device
-            ).to(hidden.dtype)  # (T,)
-            pooled = (hidden_sum.unsqueeze(1) + hidden.cumsum(dim=1)) / counts[:, None]
+            steps = torch.arange(1, hidden.shape[1] + 1, device=hidden.device)  # (T,)
+            before = torch.as_tensor(steps_before, device=hidden.device).reshape(-1, 1)
+            counts = (before + steps).to(hidden.dtype)  # (B or 1, T)
+            pooled = (hidden_sum.unsqueeze(1) + hidden.cumsum(dim=1)) / counts.unsqueeze(2)
         return self.head(self.dropout(pooled))  # (B, T, C)
 
     def initial_state(self, batch_size: int = 1) -> OnlineState:
@@ -255,7 +274,8 @@ class SequenceClassifier(nn.Module):
             (zeros, zeros) if self.config.cell == "lstm" else zeros
             for _ in range(self.stack.num_layers)
         ]
-        return OnlineState(layers=layers, hidden_sum=zeros, num_steps=0)
+        steps = torch.zeros(batch_size, dtype=torch.long, device=first.device)
+        return OnlineState(layers=layers, hidden_sum=zeros, num_steps=steps)
 
     def step(
         self, features: Tensor, state: OnlineState | None = None

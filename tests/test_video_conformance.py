@@ -380,26 +380,16 @@ def test_mostly_damaged_video_fails_over_the_limit(videos):
 # ---------------------------------------------------------------------------- packed AVI
 
 
-def test_sparse_frames_of_a_long_packed_avi_are_exact(videos):
-    # FFmpeg's seek into a packed AVI lands after the keyframe and drops P-frames: the reader
-    # must not seek there (no seek points), and every sparse frame must still be the one asked
-    # for
-    path, _ = videos("mpeg4_packed_long_avi")
-    reader = VideoReader(path)
-    indices = np.array([5, 299, 300, 301, 450, 601, 899])
-    assert not reader.seek_for(indices)
-    got_indices, got_ids = _decode(reader, indices)
-    assert got_indices == indices.tolist() and got_ids == indices.tolist()
-    config = SamplingConfig(mode="fps", fps=0.5)
-    indices = sample_frame_indices(900, 25.0, config, reader.frame_timestamps())
-    assert _decode(VideoReader(path), indices)[1] == indices.tolist()
-
-
-def test_a_plain_mpeg4_avi_is_sought_and_every_landing_checked(videos, monkeypatch):
-    # a plain (not packed) AVI: keyframes placed from its packets, each landing checked by
-    # FFmpeg's labels; the sequential path must not be needed
-    path, _ = videos("mpeg4_bframes_long_avi")
-    indices = np.array([5, 99, 100, 101, 250, 401, 599])
+@pytest.mark.parametrize("kind", ["mpeg4_packed_long_avi", "mpeg4_bframes_long_avi"])
+def test_sparse_frames_of_a_long_avi_come_from_checked_seeks(videos, monkeypatch, kind):
+    # packed or plain: the reader seeks to the I-VOP packet before each frame, after the
+    # decoder took the first packet (without it, FFmpeg drops every P-frame of a packed AVI
+    # after a seek), and checks each frame by the packet that released it; the sequential
+    # path must not be needed
+    path, _ = videos(kind)
+    frames = EXPECTED_FRAMES[kind]
+    gop = 300 if kind == "mpeg4_packed_long_avi" else 100
+    indices = np.array([5, gop - 1, gop, gop + 1, gop + gop // 2, 2 * gop + 1, frames - 1])
     reader = VideoReader(path)
     assert reader.seek_for(indices)
 
@@ -409,9 +399,35 @@ def test_a_plain_mpeg4_avi_is_sought_and_every_landing_checked(videos, monkeypat
     monkeypatch.setattr(VideoReader, "_sequential_frames", no_fallback)
     got_indices, got_ids = _decode(reader, indices)
     assert got_indices == indices.tolist() and got_ids == indices.tolist()
-    config = SamplingConfig(mode="uniform", num_frames=8)
-    indices = sample_frame_indices(600, 25.0, config, reader.frame_timestamps())
-    assert _decode(VideoReader(path), indices)[1] == indices.tolist()
+    for config in (
+        SamplingConfig(mode="fps", fps=0.5),
+        SamplingConfig(mode="uniform", num_frames=8),
+    ):
+        indices = sample_frame_indices(frames, 25.0, config, reader.frame_timestamps())
+        assert _decode(VideoReader(path), indices)[1] == indices.tolist()
+
+
+def test_a_seek_without_the_first_packet_is_caught(videos, monkeypatch):
+    # FFmpeg's own behaviour, which the reader guards against: a packed AVI sought by a decoder
+    # that never took its first packet loses its P-frames; the landing check must see it
+    from video_eleatt.video import decode
+
+    path, _ = videos("mpeg4_packed_long_avi")
+    reader = VideoReader(path)
+    monkeypatch.setattr(VideoReader, "_prime", staticmethod(lambda container, stream: None))
+    surprises = []
+    real_seek = VideoReader._seek_in_order
+
+    def spy(self, wanted):
+        try:
+            yield from real_seek(self, wanted)
+        except decode._SeekSurprise as surprise:
+            surprises.append(str(surprise))
+            raise
+
+    monkeypatch.setattr(VideoReader, "_seek_in_order", spy)
+    assert _decode(reader, np.array([302, 303, 605]))[1] == [302, 303, 605]  # via decoding
+    assert surprises and "from packet" in surprises[0]
 
 
 def test_a_seek_that_lands_elsewhere_hands_over_to_decoding(videos, monkeypatch):
@@ -458,7 +474,7 @@ def _in_decode_order(decoder_output):
     def output(container, stream):
         held = []  # B-frames: out once the next reference has gone out
         for item in decoder_output(container, stream):
-            if item is frame_table.KEY_PACKET:
+            if isinstance(item, frame_table.PacketTaken):
                 yield item
                 continue
             if int(item.pict_type) == 3:  # B
@@ -485,7 +501,7 @@ def test_frames_out_of_presentation_order_are_put_in_order_by_pts(videos, monkey
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         items = frame_table.decoder_output(container, stream)
-        order = [item.pts for item in items if item is not frame_table.KEY_PACKET]
+        order = [item.pts for item in items if not isinstance(item, frame_table.PacketTaken)]
     assert order != sorted(order)  # the simulated decoder really is out of order
     for index in ("auto", "decode"):
         reader = VideoReader(path, index=index)

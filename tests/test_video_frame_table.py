@@ -11,6 +11,7 @@ from video_eleatt.video import frame_table
 from video_eleatt.video.frame_table import (
     BROKEN_REFERENCE,
     DecodeFailure,
+    PacketTaken,
     clean_frames,
     container_table,
     decoded_table,
@@ -18,7 +19,6 @@ from video_eleatt.video.frame_table import (
     packet_pts,
     seek_cost,
 )
-from video_eleatt.video.frame_table import KEY_PACKET as KEY
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,9 @@ def test_a_decoder_error_loses_frames_up_to_the_next_keyframe(gop4, monkeypatch)
     decoder_output = frame_table.decoder_output
 
     def failing(container, stream):  # the packet of frame 5 is rejected (a reference)
-        frames = (item for item in decoder_output(container, stream) if item is not KEY)
+        frames = (
+            item for item in decoder_output(container, stream) if not isinstance(item, PacketTaken)
+        )
         for position, item in enumerate(frames):
             if position == 5:
                 yield DecodeFailure("ValueError: boom", item.pts, reference=True)
@@ -72,7 +74,9 @@ def test_a_lost_frame_nothing_refers_to_loses_only_itself(gop4, monkeypatch):
     decoder_output = frame_table.decoder_output
 
     def failing(container, stream):
-        frames = (item for item in decoder_output(container, stream) if item is not KEY)
+        frames = (
+            item for item in decoder_output(container, stream) if not isinstance(item, PacketTaken)
+        )
         for position, item in enumerate(frames):
             if position == 5:
                 yield DecodeFailure("ValueError: boom", item.pts, reference=False)

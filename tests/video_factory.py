@@ -720,8 +720,8 @@ def write_packed_avi(
     B-VOP that follows it in decode order; the other B-VOPs have chunks of their own; and a
     not-coded VOP (N-VOP) follows, so that there is one chunk per displayed frame, in display
     order. FFmpeg 8.1 decodes all ``num_frames`` frames in order, and labels them with pts
-    1, 2, 4, 3, 5, 7, 6, ... (AVI has no presentation times; a chunk holds two VOPs). After a
-    seek it drops every P-frame (see :mod:`video_eleatt.video.decode`).
+    1, 2, 4, 3, 5, 7, 6, ... (AVI has no presentation times; a chunk holds two VOPs). A decoder
+    that never took the first packet (the DivX user data) drops every P-frame after a seek.
 
     Args:
         path: the .avi to write.
@@ -823,8 +823,8 @@ def _mpeg4_packed2_avi(path: Path) -> Path:
 
 def _mpeg4_packed_long_avi(path: Path) -> Path:
     """A long packed-B-frame AVI for sparse requests: 900 frames (36 s at 25 fps), 32x32, GOP
-    300, two B-frames. FFmpeg's seek into it lands after the keyframe asked for and drops P-frames
-    from there on, so a reader that seeks here returns wrong frames."""
+    300, two B-frames. A decoder that never took its first packet drops every P-frame after a
+    seek into it; one that did outputs the frames in order from the I-frame sought."""
     return write_packed_avi(path, 900, b_frames=2, gop_size=300, size=(32, 32))
 
 
@@ -955,8 +955,8 @@ def _mpeg4_bframes_long_avi(path: Path) -> Path:
     25 fps), 32x32, two B-frames, an I-frame every 100 frames (open GOPs).
 
     After a seek to an I-VOP's chunk FFmpeg drops the open GOP's leading B-frames and outputs
-    the I-frame first, labelled (pts) like in a front-to-back decode: frame i is labelled
-    i + 1 either way, which lets a reader check where a seek landed.
+    the I-frame first; front to back or after a seek, frame i comes out of the packet with dts
+    i + 1, which lets a reader check where a seek landed.
     """
     rate = fractions.Fraction(25)
     return _encode(

@@ -35,12 +35,11 @@ How a video is read (:class:`VideoReader`; the table lives in
      of the decoder, so a frame the decoder never outputs (a pts gap) is found before any
      frame after it is handed out. When the last frame is wanted (mode ``all``), the decoder
      must also output exactly the table's frame count.
-   - *seek* (sparse requests on a file known by pts, when it saves at least 10 % of the
-     decoding): seek to the keyframe at or before each wanted frame and decode forward to the
-     frame with the wanted pts, checking the same way; anything unexpected hands the rest to
-     the sequential path. AVI never seeks: after a seek into a packed-B-frame AVI, FFmpeg 8.1
-     drops every P-frame and can land after the frame asked for, and its output order is all
-     that identifies an AVI frame.
+   - *seek* (sparse requests, when it saves at least 10 % of the decoding): seek to the
+     keyframe at or before each wanted frame and decode forward to it, checking the same way
+     (by pts; in an MPEG-4 AVI by the packet that released each frame); anything unexpected
+     hands the rest to the sequential path. Other AVIs never seek: their output order is all
+     that identifies a frame.
    Only the decoded stretches are checked: a frame dropped where nothing was decoded would go
    unseen, so ``video-eleatt check --thorough`` decodes every frame.
 4. **Damage** (a packet the decoder rejects, a frame flagged corrupt, and the frames decoded
@@ -170,7 +169,7 @@ class VideoReader:
         self._num_threads = num_threads
         self._strict = on_damage == "fail"
         self._reformatter = None
-        self._label_offset: int | None = None
+        self._release_delay: int | None = None
         if not os.path.exists(self.path):
             raise VideoDecodeError(f"cannot open {self.path}: no such file")
         if os.path.isdir(self.path):
@@ -260,16 +259,18 @@ class VideoReader:
     def _first_frame(self) -> tuple[np.ndarray, int]:
         """The first clean frame (upright RGB) and the stored rotation."""
         with self._open() as (container, stream):
-            losses = frame_table.Losses()
-            frame = next((f for _, f in frame_table.clean_frames(container, stream, losses)), None)
+            losses, state = frame_table.Losses(), frame_table.DecodeState()
+            clean = frame_table.clean_frames(container, stream, losses, state)
+            frame = next((f for _, f in clean), None)
             if frame is None:
                 reason = losses.reasons[0] if len(losses) else "the decoder output nothing"
                 raise VideoDecodeError(
                     f"cannot open {self.path} as a video: no frame decodes ({reason})",
                     decodable_frames=0,
                 )
-            # frame 0's label: the seek path of a plain MPEG-4 AVI checks its landing by it
-            self._label_offset = frame.pts if self._table.pts is None else None
+            # the packet that releases frame 0: the AVI seek path checks its landings by it
+            if self._table.pts is None and state.released_by is not None:
+                self._release_delay = state.released_by
             rotation = display_rotation(frame)
             return upright(self._rgb(frame), rotation), rotation
 
@@ -370,14 +371,14 @@ class VideoReader:
     def seek_for(self, frame_indices: np.ndarray) -> bool:
         """True when :meth:`iter_frames` seeks for these sorted indices instead of decoding all.
 
-        Seeking needs frames known by pts, or a plain MPEG-4 Part 2 AVI (never a packed one:
-        :attr:`FrameTable.seek_points`), and keyframes between the wanted frames; it is chosen
+        Seeking needs frames known by pts, or an MPEG-4 Part 2 AVI
+        (:attr:`FrameTable.seek_points`), and keyframes between the wanted frames; it is chosen
         when it decodes at most :data:`SEEK_MAX_COST_SHARE` of the frames the sequential path
         decodes (up to the last wanted frame).
         """
         table = self._table
         by_pts = table.pts is not None and not self._is_avi
-        by_order = table.seek_points is not None and self._label_offset is not None
+        by_order = table.seek_points is not None and self._release_delay is not None
         if not (by_pts or by_order) or len(table.keyframes) < 2:
             return False
         if len(frame_indices) == 0:
@@ -434,13 +435,13 @@ class VideoReader:
             )
         return image
 
-    def _clean(self, container, stream) -> Iterator[tuple[int, object]]:
+    def _clean(self, container, stream, state=None) -> Iterator[tuple[int, object]]:
         """:func:`frame_table.clean_frames`, for a reader: damage the table knows is skipped;
         damage it does not know fails the video (``on_damage="fail"``) or calls for a decode
         pass (:class:`FrameTableMismatch`)."""
         losses = frame_table.Losses() if self._table.decoded else None
         try:
-            yield from frame_table.clean_frames(container, stream, losses)
+            yield from frame_table.clean_frames(container, stream, losses, state)
         except DecodeFailure as failure:
             raise _Damage(failure.reason) from failure
 
@@ -556,16 +557,16 @@ class VideoReader:
                     raise _SeekSurprise(damage.reason) from damage
 
     def _seek_in_order(self, wanted: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-        """(index, frame) of each wanted index of a plain MPEG-4 AVI, seeking to the I-VOP
-        packet before each (:attr:`FrameTable.seek_points`).
-
-        A frame is its keyframe's slot plus the frames output since; each must carry FFmpeg's
-        label for that position (frame 0's label plus the position), and the first output after
-        a seek must be the keyframe. Anything else raises :class:`_SeekSurprise`.
-        """
-        table, offset = self._table, self._label_offset
-        assert table.seek_points is not None and offset is not None
+        """(index, frame) of each wanted index of an MPEG-4 AVI, seeking to the I-VOP packet
+        before each (:attr:`FrameTable.seek_points`) once the decoder took the first packet
+        (:meth:`_prime`). Frame ``i`` comes from the packet with dts ``i`` plus the delay seen
+        on frame 0; the first frame after a seek must be the keyframe, and each frame must come
+        from its packet, else :class:`_SeekSurprise`."""
+        table, delay = self._table, self._release_delay
+        assert table.seek_points is not None and delay is not None
+        state = frame_table.DecodeState()
         with self._open() as (container, stream):
+            self._prime(container, stream)
             frames, position, landing = None, -1, False
             for target in wanted.tolist():
                 point = int(np.searchsorted(table.keyframes, target, "right") - 1)
@@ -575,14 +576,20 @@ class VideoReader:
                         container.seek(int(table.seek_points[point]), stream=stream, backward=True)
                     except Exception as err:
                         raise _SeekSurprise(first_line(err)) from err
-                    frames, position, landing = self._clean(container, stream), keyframe - 1, True
+                    frames = self._clean(container, stream, state)
+                    position, landing = keyframe - 1, True
                 try:
                     for _, frame in frames:
                         if landing and not frame.key_frame:
                             raise _SeekSurprise(f"the seek for frame {keyframe} missed its I-frame")
                         landing, position = False, position + 1
-                        if frame.pts is None or frame.pts - position != offset:
-                            raise _SeekSurprise(f"frame {position} is labelled {frame.pts}")
+                        released = state.released_by
+                        if released is None:  # the flush releases the last frame
+                            expected = position == self._num_frames - 1
+                        else:
+                            expected = released - delay == position
+                        if not expected:
+                            raise _SeekSurprise(f"frame {position} from packet {released}")
                         if position == target:
                             yield target, self._convert(frame)
                             break
@@ -590,6 +597,15 @@ class VideoReader:
                         raise _SeekSurprise(f"the decoder ended before frame {target}")
                 except _Damage as damage:
                     raise _SeekSurprise(damage.reason) from damage
+
+    @staticmethod
+    def _prime(container, stream) -> None:
+        """Let the decoder take the first packet: a packed stream says so there, and a decoder
+        that never saw it drops every P-frame after a seek."""
+        try:
+            next(container.demux(stream)).decode()
+        except Exception as err:
+            raise _SeekSurprise(first_line(err)) from err
 
     def _raise_gap(self, position: int, wanted: np.ndarray) -> None:
         """The decoder never output frame ``position``: damage the table did not know."""

@@ -105,8 +105,8 @@ class FrameTable:
         lost_slots: int64 sorted slots of the lost frames (known by output order), else empty.
         first_error: (position of the first lost frame among the frames, its reason), or None.
         seek_points: for frames known by output order, the container timestamp to seek to for
-            each of ``keyframes``, where seeking lands on a known frame (a plain MPEG-4 Part 2
-            AVI); None: no seeking (frames known by pts seek to their own pts).
+            each of ``keyframes``, where seeking lands on a known frame (an MPEG-4 Part 2 AVI);
+            None: no seeking (frames known by pts seek to their own pts).
     """
 
     pts: np.ndarray | None
@@ -129,8 +129,29 @@ class FrameTable:
         return self.frames_in_file - len(self)
 
 
-# Yielded by decoder_output once the decoder has taken a keyframe packet (see clean_frames).
-KEY_PACKET = object()
+@dataclass(frozen=True)
+class PacketTaken:
+    """Yielded by :func:`decoder_output` once the decoder has taken a packet, before the
+    frames that packet released.
+
+    Attributes:
+        dts: the packet's decode timestamp (None for the flush at the end).
+        key: a keyframe packet (an MPEG-4 Part 2 packet whose first VOP is an I-VOP, else
+            one the container flags).
+    """
+
+    dts: int | None
+    key: bool
+
+
+@dataclass
+class DecodeState:
+    """Where a :func:`clean_frames` decode is: ``released_by`` is the dts of the packet that
+    released the frame last yielded (None: the flush at the end)."""
+
+    released_by: int | None = None
+
+
 # More keyframe packets than keyframes out by this many: the container's keyframe flags do not
 # match the decoder's (e.g. an MP4 without a sync-sample table flags every packet).
 _KEY_FLAG_SLACK = 3
@@ -138,9 +159,8 @@ _KEY_FLAG_SLACK = 3
 
 def decoder_output(container, stream) -> Iterator:
     """Every frame the decoder outputs, packet by packet; a :class:`DecodeFailure` where it
-    rejects a packet (yielded, not raised: decoding goes on after it); and :data:`KEY_PACKET`
-    each time it has taken a keyframe packet (an MPEG-4 Part 2 packet whose first VOP is an
-    I-VOP, else one the container flags), before the frames that packet released."""
+    rejects a packet (yielded, not raised: decoding goes on after it); and a
+    :class:`PacketTaken` for each packet it takes, before the frames that packet released."""
     codec = stream.codec_context.name
     extradata = stream.codec_context.extradata
     for packet in container.demux(stream):  # ends with an empty packet: flushes the decoder
@@ -150,8 +170,10 @@ def decoder_output(container, stream) -> Iterator:
             reference = is_reference(bytes(packet), codec, extradata)
             yield DecodeFailure(first_line(err), packet.pts, reference)
             continue
-        if packet.size and (is_intra(bytes(packet)) if codec == "mpeg4" else packet.is_keyframe):
-            yield KEY_PACKET
+        key = bool(packet.size) and (
+            is_intra(bytes(packet)) if codec == "mpeg4" else bool(packet.is_keyframe)
+        )
+        yield PacketTaken(packet.dts if packet.size else None, key)
         yield from frames
 
 
@@ -182,12 +204,15 @@ def is_reference(data: bytes, codec: str, extradata: bytes | None = None) -> boo
     return not slices or any(header & 0x60 for header in slices)
 
 
-def clean_frames(container, stream, losses: Losses | None = None) -> Iterator[tuple[int, object]]:
+def clean_frames(
+    container, stream, losses: Losses | None = None, state: DecodeState | None = None
+) -> Iterator[tuple[int, object]]:
     """``(slot, frame)`` of every clean frame the decoder outputs, in output order.
 
     Damage (see the module docstring) is recorded in ``losses`` and decoding goes on; without
     ``losses`` the first damage raises :class:`DecodeFailure` (callers that cannot place a
-    loss). Slots count clean and lost frames together.
+    loss). Slots count clean and lost frames together. ``state``, when given, says which
+    packet released each frame yielded.
 
     Decoding is clean again at a keyframe *decoded* after the damage: the decoder outputs
     keyframes in the order it took their packets, so the n-th keyframe out is the n-th
@@ -198,8 +223,10 @@ def clean_frames(container, stream, losses: Losses | None = None) -> Iterator[tu
     broken = False  # a reference is damaged until a keyframe decoded after it
     keys_taken = keys_out = damaged_at = 0
     for item in decoder_output(container, stream):
-        if item is KEY_PACKET:
-            keys_taken += 1
+        if isinstance(item, PacketTaken):
+            keys_taken += item.key
+            if state is not None:
+                state.released_by = item.dts
             continue
         if isinstance(item, DecodeFailure):
             reason, pts = item.reason, item.pts
@@ -409,14 +436,13 @@ class _OrderLayout:
         self.packets += 1
 
     def seek_points(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(keyframe slots, dts to seek to)`` where a seek can land on a known frame: a plain
-        MPEG-4 Part 2 stream (not packed, no N-VOPs) whose first frame is a keyframe; else None.
-
-        In a packed stream FFmpeg drops every P-frame after a seek, and an N-VOP shifts the
-        frame labels the seek path checks its landing by.
+        """``(keyframe slots, dts to seek to)`` where a seek can land on a known frame: an
+        MPEG-4 Part 2 stream, packed or not, without N-VOPs in a plain stream, whose first frame
+        is a keyframe; else None (an N-VOP releases no frame, so it would break the one frame
+        per packet that the seek path checks its landing by).
         """
         vops = self.vops
-        if vops is None or vops.packed or vops.not_coded_packets:
+        if vops is None or (not vops.packed and vops.not_coded_packets):
             return None
         slots = vops.keyframe_slots
         dts = self.intra_dts

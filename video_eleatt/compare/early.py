@@ -5,7 +5,8 @@ Each run's test writes its curve (:mod:`video_eleatt.training.online`: top-1 aft
 ten points) into ``metrics.json``; the runner copies it into ``result.json`` (``extra``).
 Runs recorded before the curve existed are read from their ``test_*/metrics.json`` when it
 has one, else left out (and counted). Per variant, every point and the area are given as the
-mean over runs (seeds x splits) with a t interval at the report's level ``1 - alpha``.
+mean over runs (seeds x splits) with a t interval at the report's level ``1 - alpha``
+(clipped to [0, 1], the range of an accuracy: with two runs it can be wide).
 
 Files: ``early_recognition.csv`` (variant, percent observed -- or ``area`` --, runs, mean,
 interval) and ``figures/early_recognition.png`` (the mean curves with their intervals).
@@ -63,7 +64,7 @@ class EarlyCurve:
             return mean, math.nan, math.nan
         half = scipy_stats.t.ppf(1 - alpha / 2, len(values) - 1) * values.std(ddof=1)
         half /= math.sqrt(len(values))
-        return mean, mean - half, mean + half
+        return mean, max(0.0, mean - half), min(1.0, mean + half)  # accuracies: within [0, 1]
 
     def reaches(self, share: float = 0.9) -> int | None:
         """The first percent at which the mean curve reaches ``share`` of its last point."""

@@ -15,6 +15,8 @@ Run directory (``trainer.default_root_dir``, set per config; ``run_dir`` in :fun
         metrics.json                      validate/test: top1, top5, mean_class_accuracy, loss,
                                           per_class_accuracy, confusion_matrix, protocol, ...
         confusion_matrix.csv|.png, per_class_accuracy.csv
+        early_recognition.csv|.png        test: top-1 with 10..100 % of each video observed
+                                          (also in metrics.json; training.online)
         predictions.jsonl                 predict: probabilities and top-5 per video
 
 This module is the library side (the comparison runner and other programs call

@@ -96,17 +96,19 @@ def test_observed_steps_never_exceed_the_share_and_see_at_least_one_step():
     assert observed_steps(lengths, 100).tolist() == [1, 3, 10, 19]
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean"])
-def test_step_supervised_training_and_the_test_curve(tiny, pooling):
+@pytest.mark.parametrize(("pooling", "eval_sampling"), [("last", "full"), ("mean", "clips")])
+def test_step_supervised_training_and_the_test_curve(tiny, pooling, eval_sampling):
     config = tiny_config(tiny["cache"], pooling=pooling, step_supervision="late")
     config["trainer"].update(logger=False)
+    config["data"].update(eval_sampling=eval_sampling, num_eval_clips=2)
     run_dir = tiny["root"] / f"steps_{pooling}"
     assert run_training(config, run_dir=run_dir)["status"] == "finished"
     metrics = run_training(run_dir / "config.yaml", {}, run_dir, verb="test", ckpt_path="last")
     early = metrics["early_recognition"]
     assert early["percent_observed"] == list(range(10, 101, 10))
     assert early["num_videos"] == metrics["num_videos"]
-    # All of each video seen: the ordinary test top-1.
+    # All of each video seen (with clips: all of each clip, averaged): the ordinary top-1.
+    assert metrics["protocol"]["eval_sampling"] == eval_sampling
     assert early["top1"][-1] == pytest.approx(metrics["top1"])
     assert early["area"] == pytest.approx(sum(early["top1"]) / 10)
     written = json.loads((run_dir / "test_last" / "metrics.json").read_text())

@@ -38,20 +38,24 @@ def test_container_and_decode_pass_give_the_same_table(gop4):
     assert len(packet_pts(str(gop4))) == 12
 
 
-def test_a_decoder_error_loses_frames_up_to_the_next_keyframe(gop4, monkeypatch):
+def _reject_frame_5(monkeypatch, reference: bool) -> None:
+    """The decoder rejects the packet of its 6th output frame (packet markers pass through)."""
     decoder_output = frame_table.decoder_output
 
-    def failing(container, stream):  # the packet of frame 5 is rejected (a reference)
-        frames = (
-            item for item in decoder_output(container, stream) if not isinstance(item, PacketTaken)
-        )
-        for position, item in enumerate(frames):
-            if position == 5:
-                yield DecodeFailure("ValueError: boom", item.pts, reference=True)
-                continue
+    def failing(container, stream):
+        position = 0
+        for item in decoder_output(container, stream):
+            if not isinstance(item, PacketTaken):
+                position += 1
+                if position == 6:
+                    item = DecodeFailure("ValueError: boom", item.pts, reference=reference)
             yield item
 
     monkeypatch.setattr(frame_table, "decoder_output", failing)
+
+
+def test_a_decoder_error_loses_frames_up_to_the_next_keyframe(gop4, monkeypatch):
+    _reject_frame_5(monkeypatch, reference=True)
     with av.open(str(gop4)) as container:
         table = decoded_table(container, container.streams.video[0], str(gop4))
     # 5 is lost, 6 and 7 are decoded from it; the keyframe 8 is clean again
@@ -71,19 +75,7 @@ def test_a_decoder_error_loses_frames_up_to_the_next_keyframe(gop4, monkeypatch)
 
 
 def test_a_lost_frame_nothing_refers_to_loses_only_itself(gop4, monkeypatch):
-    decoder_output = frame_table.decoder_output
-
-    def failing(container, stream):
-        frames = (
-            item for item in decoder_output(container, stream) if not isinstance(item, PacketTaken)
-        )
-        for position, item in enumerate(frames):
-            if position == 5:
-                yield DecodeFailure("ValueError: boom", item.pts, reference=False)
-                continue
-            yield item
-
-    monkeypatch.setattr(frame_table, "decoder_output", failing)
+    _reject_frame_5(monkeypatch, reference=False)
     with av.open(str(gop4)) as container:
         losses = frame_table.Losses()
         slots = [slot for slot, _ in clean_frames(container, container.streams.video[0], losses)]

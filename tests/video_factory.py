@@ -399,10 +399,13 @@ def _mpeg4_bframes_avi(path: Path) -> Path:
     )
 
 
-def _h264_bframes_mp4(path: Path) -> Path:
-    """H.264 in MP4 with B-frames (up to 3) and a keyframe every 24 frames, 80 frames at 25 fps.
+def _h264_bframes(path: Path) -> Path:
+    """H.264 with B-frames (up to 3) and a keyframe every 24 frames, 80 frames at 25 fps.
 
-    Packets are in decode order (dts starts below zero, pts != dts); presentation starts at 0.
+    In MP4, packets are in decode order (dts starts below zero, pts != dts); presentation
+    starts at 0. In AVI (no presentation times) FFmpeg labels the frames, in the right order,
+    with pts 1, 4, 3, 5, 2, 8, 7, 9, 6, ... (decode-order guesses): only the output order says
+    which frame is which.
     """
     rate = fractions.Fraction(25)
     return _encode(
@@ -735,10 +738,16 @@ def write_packed_avi(
     Returns:
         ``path`` as a Path.
     """
+    packets = _mpeg4_vops(num_frames, size, rate, b_frames, gop_size)
+    return _write_packed(path, packets, size, rate)
+
+
+def _mpeg4_vops(
+    num_frames: int, size: tuple[int, int], rate: int, b_frames: int, gop_size: int
+) -> list[bytes]:
+    """MPEG-4 Part 2 VOPs of index frames (decode order, one per packet), scene cuts off."""
     import av
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     encoder = av.CodecContext.create("mpeg4", "w")
     encoder.width, encoder.height = size
     encoder.pix_fmt = "yuv420p"
@@ -754,7 +763,36 @@ def write_packed_avi(
         frame.pts = i
         packets += [bytes(packet) for packet in encoder.encode(frame)]
     packets += [bytes(packet) for packet in encoder.encode(None)]
-    return _write_packed(path, packets, size, rate)
+    return packets
+
+
+def _mux_avi(
+    path: Path,
+    chunks: Sequence[bytes],
+    size: tuple[int, int],
+    rate: int,
+    keyframes: Sequence[bool] | None = None,
+) -> Path:
+    """Write MPEG-4 Part 2 ``chunks`` as they are, one AVI chunk each (an Xvid-tagged stream);
+    keyframes: the I-VOP chunks unless given."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if keyframes is None:
+        keyframes = [_vop_type(chunk) == "I" for chunk in chunks]
+    with av.open(str(path), "w", format="avi") as container:
+        stream = container.add_stream("mpeg4", rate=rate)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_tag = "XVID"
+        for tick, (chunk, keyframe) in enumerate(zip(chunks, keyframes)):
+            packet = av.Packet(chunk)
+            packet.stream = stream
+            packet.pts = packet.dts = tick
+            packet.time_base = fractions.Fraction(1, rate)
+            packet.is_keyframe = keyframe
+            container.mux(packet)
+    return path
 
 
 def pack_bframes(source: str | Path, path: str | Path) -> Path:
@@ -773,9 +811,6 @@ def pack_bframes(source: str | Path, path: str | Path) -> Path:
 
 def _write_packed(path: Path, packets: list[bytes], size: tuple[int, int], rate: int) -> Path:
     """Write MPEG-4 Part 2 VOPs (decode order, one per packet) as a packed-B-frame AVI."""
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
     first = packets[0].find(_VOP)
     packets[0] = packets[0][:first] + b"\x00\x00\x01\xb2DivX503b1393p" + packets[0][first:]
     time_bits = max(1, (rate - 1).bit_length())  # vop_time_increment_resolution = rate
@@ -794,19 +829,7 @@ def _write_packed(path: Path, packets: list[bytes], size: tuple[int, int], rate:
         position = following
     if len(chunks) != len(packets):
         raise RuntimeError(f"packed {len(chunks)} chunks for {len(packets)} frames")
-    with av.open(str(path), "w", format="avi") as container:
-        stream = container.add_stream("mpeg4", rate=rate)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        stream.codec_tag = "XVID"
-        for tick, chunk in enumerate(chunks):
-            packet = av.Packet(chunk)
-            packet.stream = stream
-            packet.pts = packet.dts = tick
-            packet.time_base = fractions.Fraction(1, rate)
-            packet.is_keyframe = _vop_type(chunk) == "I"
-            container.mux(packet)
-    return path
+    return _mux_avi(path, chunks, size, rate)
 
 
 def _mpeg4_packed1_avi(path: Path) -> Path:
@@ -867,35 +890,9 @@ def _mpeg4_nvop_avi(path: Path) -> Path:
     31 chunks; FFmpeg outputs 30 frames (nothing for the N-VOP, and no error). AVI has no
     presentation times: the frames are the decoder's output, at ``i / rate``.
     """
-    import av
-
-    encoder = av.CodecContext.create("mpeg4", "w")
-    encoder.width, encoder.height = DEFAULT_SIZE
-    encoder.pix_fmt = "yuv420p"
-    encoder.time_base = fractions.Fraction(1, 25)
-    encoder.framerate = fractions.Fraction(25)
-    encoder.gop_size = 12
-    encoder.bit_rate = 2_000_000
-    packets: list[bytes] = []
-    for i in range(30):
-        frame = av.VideoFrame.from_ndarray(index_frame(i), format="rgb24")
-        frame.pts = i
-        packets += [bytes(packet) for packet in encoder.encode(frame)]
-    packets += [bytes(packet) for packet in encoder.encode(None)]
+    packets = _mpeg4_vops(30, DEFAULT_SIZE, 25, b_frames=0, gop_size=12)
     chunks = [*packets[:10], _not_coded_vop(packets[9], 5), *packets[10:]]
-    with av.open(str(path), "w", format="avi") as container:
-        stream = container.add_stream("mpeg4", rate=25)
-        stream.width, stream.height = DEFAULT_SIZE
-        stream.pix_fmt = "yuv420p"
-        stream.codec_tag = "XVID"
-        for tick, chunk in enumerate(chunks):
-            packet = av.Packet(chunk)
-            packet.stream = stream
-            packet.pts = packet.dts = tick
-            packet.time_base = fractions.Fraction(1, 25)
-            packet.is_keyframe = _vop_type(chunk) == "I"
-            container.mux(packet)
-    return path
+    return _mux_avi(path, chunks, DEFAULT_SIZE, 25)
 
 
 def _mpeg4_packed_damaged_avi(path: Path) -> Path:
@@ -914,40 +911,10 @@ def _mpeg4_packed_damaged_avi(path: Path) -> Path:
 
     with av.open(str(path)) as container:
         packets = [(bytes(p), p.is_keyframe) for p in container.demux(video=0) if p.size]
-    data, _ = packets[13]
-    start = data.find(_VOP) + 4
-    packets[13] = (data[: start + 2] + bytes(len(data) - start - 2), False)
-    with av.open(str(path), "w", format="avi") as container:
-        stream = container.add_stream("mpeg4", rate=25)
-        stream.width, stream.height = DEFAULT_SIZE
-        stream.pix_fmt = "yuv420p"
-        stream.codec_tag = "XVID"
-        for tick, (chunk, keyframe) in enumerate(packets):
-            packet = av.Packet(chunk)
-            packet.stream = stream
-            packet.pts = packet.dts = tick
-            packet.time_base = fractions.Fraction(1, 25)
-            packet.is_keyframe = keyframe
-            container.mux(packet)
-    return path
-
-
-def _h264_bframes_avi(path: Path) -> Path:
-    """H.264 with B-frames (up to 3, GOP 24) in AVI, 80 frames at 25 fps.
-
-    AVI has no presentation times: FFmpeg labels the frames, in the right order, with pts
-    1, 4, 3, 5, 2, 8, 7, 9, 6, ... (decode-order guesses), so only the output order says
-    which frame is which.
-    """
-    rate = fractions.Fraction(25)
-    return _encode(
-        path,
-        _index_images(80),
-        codec="libx264",
-        rate=rate,
-        time_base=1 / rate,
-        options=_X264_BFRAMES,
-    )
+    chunks, keyframes = (list(column) for column in zip(*packets))
+    start = chunks[13].find(_VOP) + 4
+    chunks[13] = chunks[13][: start + 2] + bytes(len(chunks[13]) - start - 2)
+    return _mux_avi(path, chunks, DEFAULT_SIZE, 25, keyframes)
 
 
 def _mpeg4_bframes_long_avi(path: Path) -> Path:
@@ -973,7 +940,7 @@ def _mpeg4_bframes_long_avi(path: Path) -> Path:
 
 _CONFORMANCE_WRITERS = {
     "mpeg4_bframes_avi": (".avi", _mpeg4_bframes_avi),
-    "h264_bframes_mp4": (".mp4", _h264_bframes_mp4),
+    "h264_bframes_mp4": (".mp4", _h264_bframes),
     "h264_offset_mp4": (".mp4", _h264_offset_mp4),
     "h264_negative_start_mp4": (".mp4", _h264_negative_start_mp4),
     "h264_mkv": (".mkv", _h264_mkv),
@@ -989,7 +956,7 @@ _CONFORMANCE_WRITERS = {
     "mpeg4_packed2_avi": (".avi", _mpeg4_packed2_avi),
     "mpeg4_packed_long_avi": (".avi", _mpeg4_packed_long_avi),
     "mpeg4_nvop_avi": (".avi", _mpeg4_nvop_avi),
-    "h264_bframes_avi": (".avi", _h264_bframes_avi),
+    "h264_bframes_avi": (".avi", _h264_bframes),
     "mpeg4_bframes_long_avi": (".avi", _mpeg4_bframes_long_avi),
 }
 _DAMAGED_WRITERS = {

@@ -8,7 +8,7 @@ import warnings
 import lightning_utilities.core.rank_zero as rank_zero_module
 from pytorch_lightning.utilities import rank_zero_info
 
-from video_eleatt.compare.quiet import (
+from video_eleatt.quiet import (
     LIGHTNING_TIPS,
     PYTREE_DEPRECATION,
     third_party_noise_filtered,

@@ -471,3 +471,19 @@ def test_input_standardisation_uses_the_training_features_and_travels_with_the_c
     plain = ["test", "--config", str(tiny["config"]), *where]
     assert dispatcher.main(plain) != 0
     assert "input_norm: checkpoint 'standardize', config 'none'" in capsys.readouterr().err
+
+
+def test_a_run_shows_neither_third_party_line(fitted, tiny, capsys, caplog, recwarn):
+    # Lightning's litlogger/litmodels tips and torch's _pytree deprecation give a user nothing
+    # to act on: every verb filters them (video_eleatt.quiet); the project's own lines stay
+    import logging
+
+    from video_eleatt.quiet import PYTREE_DEPRECATION
+
+    config = str(fitted["baseline"] / "config.yaml")
+    with caplog.at_level(logging.INFO):
+        assert dispatcher.main(["validate", "--config", config, "--ckpt_path", "last"]) == 0
+    shown = caplog.text + capsys.readouterr().err
+    assert "Tip:" not in shown and "litlogger" not in shown
+    assert "top1 (micro accuracy)" in shown
+    assert not [w for w in recwarn if str(w.message) == PYTREE_DEPRECATION]

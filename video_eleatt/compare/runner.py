@@ -55,7 +55,6 @@ from video_eleatt.compare.plan import (
     plan_runs,
     split_labels,
 )
-from video_eleatt.compare.quiet import third_party_noise_filtered
 from video_eleatt.compare.report import ReportOutcome, write_report
 from video_eleatt.compare.results import RESULT_FILE, RunResult, read_result, write_result
 from video_eleatt.compare.rows import ALL_SPLITS, ReportPlan
@@ -127,12 +126,11 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] | None = None) -> RunR
 def _train(*args: Any) -> dict[str, Any]:
     """``run_training`` with this process's own command line hidden from LightningCLI (it
     warns when ``sys.argv`` holds arguments besides the ones it is given), without the
-    third-party lines of :mod:`~video_eleatt.compare.quiet`."""
+    third-party lines of :mod:`~video_eleatt.quiet`."""
     saved = sys.argv
     sys.argv = saved[:1]
     try:
-        with third_party_noise_filtered():
-            return run_training(*args)
+        return run_training(*args)  # the Lightning noise is filtered in run_cli
     finally:
         sys.argv = saved
 

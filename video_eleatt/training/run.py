@@ -49,6 +49,7 @@ from video_eleatt.fileio import (
     write_failure_reason,
 )
 from video_eleatt.progress import is_terminal
+from video_eleatt.quiet import third_party_noise_filtered
 from video_eleatt.training.callbacks import (
     EpochHistory,
     EvaluationWriter,
@@ -455,7 +456,7 @@ def run_training(
 
 def run_cli(args: list[str], exit_on_error: bool) -> EleAttCLI:
     """Runs the Lightning CLI on ``args`` (``args[0]`` the verb) and returns it, done."""
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), third_party_noise_filtered():
         # Not for users of this CLI: args equal to the command line (or a program's own
         # arguments); a checkpoint's fit-time callbacks absent in validate/test/predict.
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")

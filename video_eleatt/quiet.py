@@ -4,6 +4,9 @@ Only these messages are dropped; every other warning and log line, the project's
 included, still shows. A library that rewords one of them shows it again, which is the safe
 way round.
 
+Every Lightning CLI run goes through it (:func:`video_eleatt.training.run.run_cli`: ``fit``,
+``validate``, ``test``, ``predict``, and the comparison's runs).
+
 >>> with third_party_noise_filtered():
 ...     pass  # run_training(...) here prints neither line
 """

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 import numpy as np
 from statsmodels.stats.contingency_tables import mcnemar
 
-INFERENCE_TEST_SET = "on this test set"
 INFERENCE_NEW_DATA = "on new data from the same distribution"
 
 

@@ -50,6 +50,7 @@ from video_eleatt.features import CacheError
 from video_eleatt.features.backbones import file_sha256
 from video_eleatt.features.config import parse_extract_config
 from video_eleatt.features.extract import run_extraction
+from video_eleatt.features.layout import read_config
 from video_eleatt.fileio import atomic_write_text, json_safe, write_failure_reason
 from video_eleatt.progress import progress_bar
 
@@ -507,8 +508,8 @@ def _example_video(plan: DemoPlan) -> str | None:
 def cache_precision(cache_dir: Path) -> str | None:
     """The precision the features of ``cache_dir`` were extracted in (its config.json)."""
     try:
-        config = json.loads((Path(cache_dir) / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        config = read_config(cache_dir)
+    except CacheError:
         return None
     return (config.get("features") or {}).get("precision")
 

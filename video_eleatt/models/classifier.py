@@ -198,14 +198,24 @@ class SequenceClassifier(nn.Module):
             features, self.config.input_size, self.head.weight, "SequenceClassifier"
         )
         lengths = resolve_lengths(features, lengths, owner="SequenceClassifier")
-        if self.config.input_norm == "standardize":
-            features = (features - self.input_mean.to(features.dtype)) / self.input_std.to(
-                features.dtype
-            )
         hidden, _, attentions = self.stack(
-            features, lengths=lengths, return_attention=return_attention
+            self._standardized(features), lengths=lengths, return_attention=return_attention
         )
         return hidden, lengths, attentions
+
+    def _standardized(self, features: Tensor) -> Tensor:
+        """``features`` (B, T, D) as the stack takes them: standardised with ``input_norm``."""
+        if self.config.input_norm != "standardize":
+            return features
+        return (features - self.input_mean.to(features.dtype)) / self.input_std.to(features.dtype)
+
+    @staticmethod
+    def _zero_padded(scores: Tensor, lengths: Tensor | None) -> Tensor:
+        """Per-step ``scores`` (B, T, C) set to zero after each sequence's valid length."""
+        if lengths is None:
+            return scores
+        valid = torch.arange(scores.shape[1], device=scores.device) < lengths.unsqueeze(1)
+        return torch.where(valid.unsqueeze(2), scores, 0.0)
 
     def forward_head(self, hidden: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Pool the stack's output over time and apply dropout and the head -> logits (B, C)."""
@@ -224,11 +234,7 @@ class SequenceClassifier(nn.Module):
     def step_scores(self, features: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Per-step class scores (B, T, C), zero at padded steps (for analysis, not training)."""
         hidden, lengths, _ = self.forward_features(features, lengths)
-        scores = self.head(self.dropout(hidden))  # (B, T, C)
-        if lengths is not None:
-            valid = torch.arange(scores.shape[1], device=scores.device) < lengths.unsqueeze(1)
-            scores = torch.where(valid.unsqueeze(2), scores, 0.0)
-        return scores
+        return self._zero_padded(self.head(self.dropout(hidden)), lengths)  # (B, T, C)
 
     def running_scores(
         self, features: Tensor, lengths: Tensor | Sequence[int] | None = None
@@ -245,10 +251,7 @@ class SequenceClassifier(nn.Module):
         """
         hidden, lengths, _ = self.forward_features(features, lengths)
         scores = self._pooled_steps(hidden, hidden.new_zeros(hidden.shape[0], hidden.shape[2]), 0)
-        if lengths is not None:
-            valid = torch.arange(scores.shape[1], device=scores.device) < lengths.unsqueeze(1)
-            scores = torch.where(valid.unsqueeze(2), scores, 0.0)
-        return scores
+        return self._zero_padded(scores, lengths)
 
     def _pooled_steps(
         self, hidden: Tensor, hidden_sum: Tensor, steps_before: Tensor | int
@@ -305,9 +308,7 @@ class SequenceClassifier(nn.Module):
         if state is None:
             state = self.initial_state(chunk.shape[0])
         check_sequence_input(chunk, self.config.input_size, self.head.weight, "SequenceClassifier")
-        if self.config.input_norm == "standardize":
-            chunk = (chunk - self.input_mean.to(chunk.dtype)) / self.input_std.to(chunk.dtype)
-        hidden, layers, _ = self.stack(chunk, states=state.layers)  # (B, T, N)
+        hidden, layers, _ = self.stack(self._standardized(chunk), states=state.layers)  # (B, T, N)
         scores = self._pooled_steps(hidden, state.hidden_sum, state.num_steps)  # (B, T, C)
         new_state = OnlineState(
             layers=layers,

@@ -16,7 +16,7 @@ from video_eleatt.video.frame_table import (
     container_table,
     decoded_table,
     is_reference,
-    packet_pts,
+    scan_packets,
     seek_cost,
 )
 
@@ -35,7 +35,7 @@ def test_container_and_decode_pass_give_the_same_table(gop4):
     np.testing.assert_array_equal(from_packets.pts, from_decoding.pts)
     assert from_packets.keyframes.tolist() == from_decoding.keyframes.tolist() == [0, 4, 8]
     assert from_decoding.first_error is None and from_decoding.frames_in_file == 12
-    assert len(packet_pts(str(gop4))) == 12
+    assert len(scan_packets(str(gop4)).pts) == 12
 
 
 def _reject_frame_5(monkeypatch, reference: bool) -> None:

@@ -53,13 +53,9 @@ How a video is read (:class:`VideoReader`; the table lives in
    upright ones, and :attr:`VideoInfo.rotation` keeps the stored angle (clockwise, as the
    ``rotate`` tag says it), which also goes into each feature file's metadata.
 
-decord stays importable for the fork server (``video_eleatt.video.pool``) but decodes nothing
-here: PyAV's sequential path is as fast as decord's ``get_batch`` on typical clips
-(``scripts/bench_extract.py --decode``) and exact where decord is not.
-
-A decoder can still hang inside native code on a hostile file; this module cannot stop that
-from inside the process. :class:`video_eleatt.video.pool.DecodePool` runs readers in worker
-processes and kills a worker that overruns its per-video timeout.
+decord decodes nothing here (``scripts/bench_extract.py --mode decode`` times it as the
+"before"). A decoder can still hang in native code on a hostile file:
+:class:`video_eleatt.video.pool.DecodePool` kills a worker that overruns its timeout.
 """
 
 from __future__ import annotations
@@ -455,7 +451,8 @@ class VideoReader:
         if found < len(pts) and pts[found] == frame.pts:
             return found
         lost = self._table.lost_pts
-        if frame.pts is not None and frame.pts in set(lost.tolist()):
+        at = int(np.searchsorted(lost, frame.pts)) if frame.pts is not None else len(lost)
+        if at < len(lost) and lost[at] == frame.pts:
             return -1
         raise self._mismatch(found, f"a frame with pts {frame.pts}, which the table lacks")
 
@@ -525,10 +522,8 @@ class VideoReader:
                     yield target, pending.pop(target)
                     continue
                 if frames is None or keyframe > low or target < low:
-                    try:
+                    with _surprise_on_error():
                         container.seek(int(pts[keyframe]), stream=stream, backward=True)
-                    except Exception as err:
-                        raise _SeekSurprise(first_line(err)) from err
                     frames = self._clean(container, stream)
                     seen, low, pending = set(), keyframe, {}
                 try:
@@ -572,10 +567,8 @@ class VideoReader:
                 point = int(np.searchsorted(table.keyframes, target, "right") - 1)
                 keyframe = int(table.keyframes[point])
                 if frames is None or keyframe > position + 1 or target <= position:
-                    try:
+                    with _surprise_on_error():
                         container.seek(int(table.seek_points[point]), stream=stream, backward=True)
-                    except Exception as err:
-                        raise _SeekSurprise(first_line(err)) from err
                     frames = self._clean(container, stream, state)
                     position, landing = keyframe - 1, True
                 try:
@@ -602,10 +595,8 @@ class VideoReader:
     def _prime(container, stream) -> None:
         """Let the decoder take the first packet: a packed stream says so there, and a decoder
         that never saw it drops every P-frame after a seek."""
-        try:
+        with _surprise_on_error():
             next(container.demux(stream)).decode()
-        except Exception as err:
-            raise _SeekSurprise(first_line(err)) from err
 
     def _raise_gap(self, position: int, wanted: np.ndarray) -> None:
         """The decoder never output frame ``position``: damage the table did not know."""
@@ -644,6 +635,15 @@ class VideoReader:
 # ------------------------------------------------------------------------- decoding helpers
 class _SeekSurprise(Exception):
     """The seek path met something it did not expect; the sequential path takes over."""
+
+
+@contextlib.contextmanager
+def _surprise_on_error():
+    """A seek that raises is a :class:`_SeekSurprise` (the sequential path takes over)."""
+    try:
+        yield
+    except Exception as err:
+        raise _SeekSurprise(first_line(err)) from err
 
 
 class _Damage(Exception):

@@ -254,9 +254,9 @@ def container_table(container, stream, by_pts: bool = True) -> FrameTable | None
     """Step 1: the frame table from the packets (no decoding), or None if unusable.
 
     With ``by_pts`` False (AVI) the frames are known by output order and only counted
-    (:class:`_OrderLayout`), with no seek points but the first frame.
+    (:class:`PacketScan`), seekable where :meth:`PacketScan.seek_points` allows.
     """
-    layout = _OrderLayout(stream.codec_context.name) if not by_pts else None
+    layout = PacketScan(stream.codec_context.name) if not by_pts else None
     pts, keyframe_pts = [], []
     try:
         for packet in container.demux(stream):
@@ -307,23 +307,25 @@ def decoded_table(container, stream, path: str, by_pts: bool = True) -> FrameTab
         slots.append(slot)
         keys.append(bool(frame.key_frame))
     known_pts = [value for value in pts if value is not None]
+    scan = scan_packets(path)
     if by_pts and pts and len(known_pts) == len(pts) and len(set(known_pts)) == len(pts):
-        return _table_by_pts(np.asarray(pts, np.int64), np.asarray(keys), losses, path)
-    layout = order_layout(path)
+        return _table_by_pts(np.asarray(pts, np.int64), np.asarray(keys), losses, scan.pts)
     return _table_by_order(
         np.asarray(slots, np.int64),
         np.asarray(keys, bool),
         losses,
-        layout.frames,
-        layout.keyframe_slots,
+        scan.frames,
+        scan.keyframe_slots,
     )
 
 
-def _table_by_pts(pts: np.ndarray, keys: np.ndarray, losses: Losses, path: str) -> FrameTable:
+def _table_by_pts(
+    pts: np.ndarray, keys: np.ndarray, losses: Losses, packet_pts: list[int | None]
+) -> FrameTable:
     order = np.argsort(pts, kind="stable")
     ordered = pts[order]
     clean = set(ordered.tolist())
-    shown = [value for value in packet_pts(path) if value is not None]
+    shown = [value for value in packet_pts if value is not None]
     lost = {value for value in losses.pts if value is not None} | set(shown)
     lost_pts = np.asarray(sorted(lost - clean), np.int64)
     reasons = {value: reason for value, reason in zip(losses.pts, losses.reasons)}
@@ -394,25 +396,10 @@ def _table_by_order(
     )
 
 
-def packet_pts(path: str) -> list[int | None]:
-    """The pts of the video packets that are shown (not cut by an edit list), file order."""
-    import av
-
-    pts = []
-    try:
-        with av.open(path, metadata_errors="ignore") as container:
-            stream = container.streams.video[0]
-            for packet in container.demux(stream):
-                if packet.size and not packet.is_discard:
-                    pts.append(packet.pts)
-    except Exception:  # a demux error: the packets before it are what the file has
-        pass
-    return pts
-
-
-class _OrderLayout:
-    """The frames of a file known by output order, from its packets in file order: how many
-    the decoder shows and where its keyframes sit among them (presentation slots).
+class PacketScan:
+    """What a file's shown packets say, read in file order (demux only): their pts, and for
+    frames known by output order how many the decoder shows and where its keyframes sit among
+    them (presentation slots).
 
     MPEG-4 Part 2 is read packet by packet (:class:`~video_eleatt.video.mpeg4.Mpeg4Vops`): an
     N-VOP of a plain stream shows nothing, and the I-VOPs' slots come from the B-frame
@@ -421,6 +408,7 @@ class _OrderLayout:
 
     def __init__(self, codec: str) -> None:
         self.vops = Mpeg4Vops() if codec == "mpeg4" else None
+        self.pts: list[int | None] = []
         self.packets = 0
         self.keyframe_packets: list[int] = []
         self.intra_dts: list[int | None] = []  # MPEG-4: the dts of each I-VOP packet
@@ -433,6 +421,7 @@ class _OrderLayout:
                 self.intra_dts.append(packet.dts)
         if packet.is_keyframe:
             self.keyframe_packets.append(self.packets)
+        self.pts.append(packet.pts)
         self.packets += 1
 
     def seek_points(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -463,20 +452,21 @@ class _OrderLayout:
         return np.asarray(self.keyframe_packets, np.int64)
 
 
-def order_layout(path: str) -> _OrderLayout:
-    """:class:`_OrderLayout` of the first video stream of ``path`` (demux only)."""
+def scan_packets(path: str) -> PacketScan:
+    """:class:`PacketScan` of the first video stream of ``path``: its packets that are shown
+    (not cut by an edit list), up to a demux error if there is one."""
     import av
 
     with av.open(path, metadata_errors="ignore") as container:
         stream = container.streams.video[0]
-        layout = _OrderLayout(stream.codec_context.name)
+        scan = PacketScan(stream.codec_context.name)
         try:
             for packet in container.demux(stream):
                 if packet.size and not packet.is_discard:
-                    layout.add(packet)
+                    scan.add(packet)
         except Exception:  # a demux error: the packets before it are what the file has
             pass
-    return layout
+    return scan
 
 
 def strictly_increasing(values) -> bool:

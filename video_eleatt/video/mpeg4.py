@@ -45,7 +45,7 @@ class Mpeg4Vops:
     def add(self, data: bytes) -> bool:
         """Read one packet; True when it holds VOPs and none of them is coded (an N-VOP)."""
         count = data.count(VOP_START)
-        if count > 1 or _PACKED_USER_DATA.search(data[:4096]):
+        if not self.packed and (count > 1 or _PACKED_USER_DATA.search(data[:4096])):
             self.packed = True
         if self.time_bits is None:
             self.time_bits = _vol_time_bits(data)

@@ -173,12 +173,10 @@ class ActionClassifier(pl.LightningModule):
         (:mod:`video_eleatt.training.online`): ``(log_probs (B, T, C), lengths (B,))``; with
         clips, per clip step, averaged over the clips."""
         features, lengths = batch["features"], batch["lengths"]
-        if features.dim() == 3:
-            running = self.classifier.running_scores(features.to(self.dtype), lengths)
-            return clip_running_log_probs(running, 1), lengths
-        num_clips = features.shape[1]
+        num_clips = features.shape[1] if features.dim() == 4 else 1
         running = self.classifier.running_scores(
-            features.flatten(0, 1).to(self.dtype), lengths.repeat_interleave(num_clips)
+            features.reshape(-1, *features.shape[-2:]).to(self.dtype),  # (B*N, t, D)
+            lengths.repeat_interleave(num_clips),
         )  # (B*N, t, C)
         return clip_running_log_probs(running, num_clips), lengths
 

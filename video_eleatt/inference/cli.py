@@ -266,12 +266,13 @@ def _stream(args, predictor: Predictor) -> int:
     output: IO[str] | None = open(args.output, "w") if args.output else None  # noqa: SIM115
 
     def emit(record: StepRecord) -> None:
-        line = json.dumps(record.to_json())
+        fields = record.to_json()
+        line = json.dumps(fields)
         for handle in (sys.stdout, output):
             if handle is not None:
                 handle.write(line + "\n")
                 handle.flush()  # each line is whole once written: a later failure keeps it
-        rows.append({**record.to_json(), "probabilities": record.probabilities})
+        rows.append({**fields, "probabilities": record.probabilities})
 
     failure, code = None, 0
     try:

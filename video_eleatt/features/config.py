@@ -23,6 +23,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from video_eleatt.datasets import DatasetSpec, load_index
 from video_eleatt.datasets._common import VIDEO_EXTENSIONS
 from video_eleatt.features.backbones import BackboneConfig
+from video_eleatt.video.info import MAX_LOST_FRACTION
 from video_eleatt.video.sampling import SamplingConfig
 
 
@@ -103,7 +104,7 @@ class ExtractConfig:
     strict: bool = False
     retry_failed: bool = True
     on_damage: Literal["keep", "fail"] = "keep"
-    max_lost_fraction: float = 0.5
+    max_lost_fraction: float = MAX_LOST_FRACTION
     num_processes: int = 1
     threads: int = 0
     limit: int | None = None

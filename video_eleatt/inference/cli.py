@@ -298,6 +298,12 @@ def _stream(args, predictor: Predictor) -> int:
             f"{per_step:.2f} s; timeline {csv_path}, {png_path}",
             file=sys.stderr,
         )
+    lost = classifier.stream.lost_packets if classifier.stream is not None else 0
+    if lost:
+        print(
+            f"stream: {lost} packet(s) the decoder rejected were skipped (damaged input)",
+            file=sys.stderr,
+        )
     if failure:
         print(
             f"video-eleatt predict: error: {failure} ({len(rows)} steps were emitted before; "

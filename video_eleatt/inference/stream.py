@@ -251,6 +251,8 @@ class StreamClassifier:
             predictor.module.classifier, policy, settings.trained_steps, num_states
         )
         self.timings = StreamTimings()
+        # The source being read by :meth:`run`, kept for its counts (lost_packets) afterwards.
+        self.stream: FrameStream | None = None
         self._last_frame: tuple[int, Tensor] | None = None
 
     @torch.no_grad()

@@ -211,3 +211,23 @@ def test_segment_scores_count_recognised_segments_and_lags():
     assert scores.step_accuracy == pytest.approx(4 / 7)
     assert scores.lags == [1.5, None]
     assert scores.median_lag == 1.5 and scores.never_settled == 1
+
+
+@pytest.mark.parametrize("kind", ["mpeg4_packed2_avi", "h264_bframes_mp4"])
+def test_a_streamed_file_gives_the_frames_the_file_sampler_picks(tmp_path, kind):
+    # the same rule as video.sampling (the frame on screen at each sample time, with its
+    # tolerance), and AVI frames timed by position: FFmpeg's pts labels on packed B-frames
+    # are 1, 2, 4, 3, ... on frames in order
+    from video_factory import read_index, write_conformance_video
+
+    from video_eleatt.video.decode import VideoReader
+    from video_eleatt.video.sampling import frames_at_times
+
+    path = write_conformance_video(tmp_path, kind)
+    with FrameStream(str(path), rate=10.0) as stream:
+        sampled = list(stream)
+    reader = VideoReader(path)
+    times = np.array([item.time for item in sampled])
+    expected = frames_at_times(times, reader.frame_timestamps(), reader.info.fps)
+    assert len(sampled) == round(reader.info.duration * 10)  # 10 samples a second
+    assert [read_index(item.image) for item in sampled] == expected.tolist()

@@ -12,7 +12,8 @@ frame is handed out once the next one has arrived (its screen time is then known
 last frame of a finite source is shown for one frame interval.
 
 Times: seconds from the first frame's presentation time (``frame.time``). Frames without one
-(some devices, raw pipes) take ``index / average rate``, or the wall clock on a capture device;
+(some devices, raw pipes), and AVI frames (AVI stores no presentation times), take
+``index / average rate``, or the wall clock on a capture device;
 a time that does not increase is moved to just after the previous one, so the sampled
 frames' times always increase.
 
@@ -48,6 +49,8 @@ from typing import Any
 
 import av
 import numpy as np
+
+from video_eleatt.video.sampling import start_tolerance
 
 DEFAULT_STALL_TIMEOUT_S = 10.0
 # Schemes of sources that never end on their own: their end is a drop-out.
@@ -247,10 +250,13 @@ class FrameStream:
                 raise StreamError(f"{self.source!r} has no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            # AVI stores no presentation times: FFmpeg's guesses are scrambled on packed
+            # B-frames (1, 2, 4, 3, ...) while the frames come out in order (video.decode)
+            is_avi = "avi" in (container.format.name or "").split(",")
             rate = stream.average_rate or stream.guessed_rate
             self.fps = float(rate) if rate else None
             interval = 1.0 / self.fps if self.fps else 1.0 / self.rate
-            sampler = _Sampler(self.rate, self.phase)
+            sampler = _Sampler(self.rate, self.phase, self.fps or self.rate)
             previous: tuple[Any, float, int] | None = None
             first_time: float | None = None
             started = time.monotonic()
@@ -266,7 +272,7 @@ class FrameStream:
                 for frame in frames:
                     index = self.frames_decoded
                     self.frames_decoded += 1
-                    if frame.time is not None:
+                    if frame.time is not None and not is_avi:
                         first_time = frame.time if first_time is None else first_time
                         frame_time = frame.time - first_time
                     elif self.input_format == "v4l2":
@@ -300,11 +306,14 @@ class FrameStream:
 class _Sampler:
     """Sample times ``(k + phase) / rate``, handed out in order."""
 
-    def __init__(self, rate: float, phase: float) -> None:
-        self.rate, self.phase, self.step = rate, phase, 0
+    def __init__(self, rate: float, phase: float, fps: float) -> None:
+        self.rate, self.phase, self.fps, self.step = rate, phase, fps, 0
 
     def until(self, end: float) -> Iterator[tuple[int, float]]:
-        """The (step, time) of every sample time before ``end`` not handed out yet."""
+        """The (step, time) of every sample time before ``end`` (the next frame's start, less
+        :func:`~video_eleatt.video.sampling.start_tolerance`, as the file sampler) not handed
+        out yet."""
+        end -= start_tolerance(self.fps, end)
         while (self.step + self.phase) / self.rate < end:
             yield self.step, (self.step + self.phase) / self.rate
             self.step += 1

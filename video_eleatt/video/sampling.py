@@ -118,6 +118,12 @@ def usable_timestamps(timestamps: np.ndarray | None, num_frames: int) -> bool:
     return True
 
 
+def start_tolerance(fps: float, starts):
+    """How far after a sample time a frame may start and still count as on screen at it:
+    1 % of a frame interval, plus float32 rounding of large times (seconds, like ``starts``)."""
+    return 0.01 / fps + 2.4e-7 * np.abs(starts)
+
+
 def frames_at_times(times: np.ndarray, starts: np.ndarray, fps: float) -> np.ndarray:
     """For each time, the frame on screen: the latest frame with start ``<= time``.
 
@@ -131,8 +137,7 @@ def frames_at_times(times: np.ndarray, starts: np.ndarray, fps: float) -> np.nda
     Returns:
         int64 (K,) frame indices in ``[0, num_frames - 1]``.
     """
-    tolerance = 0.01 / fps + 2.4e-7 * np.abs(starts)
-    positions = np.searchsorted(starts - tolerance, times, side="right") - 1
+    positions = np.searchsorted(starts - start_tolerance(fps, starts), times, side="right") - 1
     return np.clip(positions, 0, len(starts) - 1).astype(np.int64)
 
 

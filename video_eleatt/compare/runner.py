@@ -107,10 +107,11 @@ def execute_run(spec: RunSpec, log: Callable[[str], None] | None = None) -> RunR
         "test",
         tag,
     )
-    speed = None
-    if spec.measure_inference:
-        speed = measure_inference_speed(run_dir, metrics.get("checkpoint"), metrics.get("device"))
-    predictions = predict_test_videos(run_dir, metrics.get("checkpoint"), metrics.get("device"))
+    # One load of the tested checkpoint and the test batches serves the timing and the
+    # per-video predictions.
+    tested = load_tested_model(run_dir, metrics.get("checkpoint"), metrics.get("device"))
+    speed = measure_inference_speed(tested) if spec.measure_inference and tested else None
+    predictions = predict_test_videos(tested, run_dir) if tested else None
     check_predictions(predictions, metrics.get("confusion_matrix"), run_dir, log)
     result = build_result(spec, summary, metrics, tag, speed)
     result.test_predictions = predictions or {}
@@ -206,12 +207,30 @@ def build_result(
     )
 
 
-def _load_tested_model(
+@dataclass
+class LoadedCheckpoint:
+    """A run's tested checkpoint and its test set, ready to score.
+
+    Attributes:
+        batches: The test batches as the test loop makes them (same batch size, clips and
+            padding), in memory: ``features`` and ``lengths`` on ``device``, ``labels`` and
+            ``rel_paths`` as the loader gives them.
+        module: The checkpoint's model, in eval mode, on ``device``.
+        device: Where it runs.
+        batch_size: The eval batch size.
+    """
+
+    batches: list[dict[str, Any]]
+    module: Any
+    device: torch.device
+    batch_size: int
+
+
+def load_tested_model(
     run_dir: str | Path, checkpoint: str | None, device_name: str | None
-) -> tuple[list[dict[str, Any]], Any, torch.device, int] | None:
-    """The test batches (in memory, on the device, as the test loop makes them), the model
-    in eval mode, its device and the eval batch size; None (with a message) when the run's
-    data or checkpoint cannot be loaded here."""
+) -> LoadedCheckpoint | None:
+    """The tested checkpoint and the test batches; None (with a message) when the run's data
+    or checkpoint cannot be loaded here."""
     if not checkpoint:
         return None
     try:
@@ -236,16 +255,12 @@ def _load_tested_model(
         }
         for batch in datamodule.test_dataloader()
     ]
-    return batches, module, device, datamodule.eval_batch_size
+    return LoadedCheckpoint(batches, module, device, datamodule.eval_batch_size)
 
 
 def measure_inference_speed(
-    run_dir: str | Path,
-    checkpoint: str | None,
-    device_name: str | None = None,
-    min_seconds: float = 0.5,
-    max_passes: int = 20,
-) -> dict[str, Any] | None:
+    tested: LoadedCheckpoint, min_seconds: float = 0.5, max_passes: int = 20
+) -> dict[str, Any]:
     """Sequences per second of the trained model over the test set, in eval mode.
 
     The test batches (as the test loop makes them: same batch size, clips and padding) are
@@ -253,13 +268,9 @@ def measure_inference_speed(
     over the test set until ``min_seconds`` have elapsed (CUDA synchronised).
 
     Returns:
-        ``{"sequences_per_s", "num_videos", "passes", "seconds", "batch_size", "device"}``, or
-        None (with a message) when the run's data or checkpoint cannot be loaded here.
+        ``{"sequences_per_s", "num_videos", "passes", "seconds", "batch_size", "device"}``.
     """
-    loaded = _load_tested_model(run_dir, checkpoint, device_name)
-    if loaded is None:
-        return None
-    batches, module, device, batch_size = loaded
+    batches, module, device = tested.batches, tested.module, tested.device
     num_videos = sum(int(batch["features"].shape[0]) for batch in batches)
 
     def synchronise() -> None:
@@ -284,25 +295,19 @@ def measure_inference_speed(
         "num_videos": num_videos,
         "passes": passes,
         "seconds": elapsed,
-        "batch_size": batch_size,
+        "batch_size": tested.batch_size,
         "device": str(device),
     }
 
 
-def predict_test_videos(
-    run_dir: str | Path, checkpoint: str | None, device_name: str | None = None
-) -> dict[str, list] | None:
+def predict_test_videos(tested: LoadedCheckpoint, run_dir: str | Path) -> dict[str, list]:
     """Each test video's top-1 prediction by the tested checkpoint, as the test loop scores
-    it (same batches, clips and padding); also written to ``test_predictions.csv``.
+    it (same batches, clips and padding); also written to ``run_dir/test_predictions.csv``.
 
     Returns:
-        ``{"rel_paths", "labels", "predicted"}`` in test order, or None (with a message) when
-        the run's data or checkpoint cannot be loaded here.
+        ``{"rel_paths", "labels", "predicted"}`` in test order.
     """
-    loaded = _load_tested_model(run_dir, checkpoint, device_name)
-    if loaded is None:
-        return None
-    batches, module, _, _ = loaded
+    batches, module = tested.batches, tested.module
     rel_paths: list[str] = []
     labels: list[int] = []
     predicted: list[int] = []
@@ -353,8 +358,9 @@ def backfill_predictions(result: RunResult, log: Callable[[str], None]) -> RunRe
     checkpoint = result.extra.get("tested_checkpoint")
     if not checkpoint or not Path(checkpoint).is_file():
         return result
-    predictions = predict_test_videos(result.run_dir, checkpoint, result.device)
-    if predictions:
+    tested = load_tested_model(result.run_dir, checkpoint, result.device)
+    if tested is not None:
+        predictions = predict_test_videos(tested, result.run_dir)
         check_predictions(predictions, result.confusion_matrix, result.run_dir, log)
         result.test_predictions = predictions
         write_result(result.run_dir, result)
